@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run) and what a newcomer runs.
+# Installs what it needs on a fresh Debian machine; with CI=true a missing
+# dependency is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+# --- system packages -------------------------------------------------------
+need_pkgs=()
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+if ((${#need_pkgs[@]})); then
+  step "installing ${need_pkgs[*]}"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    fail "missing ${need_pkgs[*]}: install with 'sudo apt-get install -y ${need_pkgs[*]}'"
+  fi
+fi
+command -v redis-server >/dev/null 2>&1 || fail "redis-server is required by the tests (apt-get install -y redis-server)"
+export KUBECORD_REQUIRE_REDIS=1
+
+# --- Go tools, pinned in tools/go.mod ---------------------------------------
+tool() { go tool -modfile=tools/go.mod "$@"; }
+step "go mod verify / download"
+go mod download
+(cd tools && go mod download)
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^gen/') 2>&1 || true)
+[ -z "$unformatted" ] || fail "gofmt would change: $unformatted (run: gofmt -w <files>)"
+
+step "go vet"
+go vet ./...
+
+step "buf lint / format"
+tool buf lint
+tool buf format --exit-code >/dev/null || fail "buf format would change proto files (run: go tool -modfile=tools/go.mod buf format -w)"
+
+step "generated code is up to date"
+tool buf generate
+if [ -n "$(git status --porcelain -- gen/)" ]; then
+  git status --porcelain -- gen/ >&2
+  fail "gen/ is stale: run 'go tool -modfile=tools/go.mod buf generate' and commit gen/"
+fi
+
+step "golangci-lint"
+tool golangci-lint run ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 20m ./...
