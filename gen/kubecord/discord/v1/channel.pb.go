@@ -77,9 +77,11 @@ type Channel struct {
 	// 0 NOT_SET, 1 LIST_VIEW, 2 GALLERY_VIEW.
 	DefaultForumLayout int32 `protobuf:"varint,35,opt,name=default_forum_layout,json=defaultForumLayout,proto3" json:"default_forum_layout,omitempty"`
 	// Voice channel status text (VOICE_CHANNEL_STATUS_UPDATE, CHANNEL_INFO).
-	Status        *string `protobuf:"bytes,36,opt,name=status,proto3,oneof" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Status *string `protobuf:"bytes,36,opt,name=status,proto3,oneof" json:"status,omitempty"`
+	// Forum and media channels: "match_some" or "match_all", how tag search matches.
+	DefaultTagSetting *string `protobuf:"bytes,37,opt,name=default_tag_setting,json=defaultTagSetting,proto3,oneof" json:"default_tag_setting,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Channel) Reset() {
@@ -360,6 +362,13 @@ func (x *Channel) GetDefaultForumLayout() int32 {
 func (x *Channel) GetStatus() string {
 	if x != nil && x.Status != nil {
 		return *x.Status
+	}
+	return ""
+}
+
+func (x *Channel) GetDefaultTagSetting() string {
+	if x != nil && x.DefaultTagSetting != nil {
+		return *x.DefaultTagSetting
 	}
 	return ""
 }
@@ -831,7 +840,7 @@ var File_kubecord_discord_v1_channel_proto protoreflect.FileDescriptor
 
 const file_kubecord_discord_v1_channel_proto_rawDesc = "" +
 	"\n" +
-	"!kubecord/discord/v1/channel.proto\x12\x13kubecord.discord.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a kubecord/discord/v1/member.proto\x1a\x1ekubecord/discord/v1/user.proto\"\xf2\f\n" +
+	"!kubecord/discord/v1/channel.proto\x12\x13kubecord.discord.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a kubecord/discord/v1/member.proto\x1a\x1ekubecord/discord/v1/user.proto\"\xbf\r\n" +
 	"\aChannel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x19\n" +
@@ -873,14 +882,16 @@ const file_kubecord_discord_v1_channel_proto_rawDesc = "" +
 	"\"default_thread_rate_limit_per_user\x18! \x01(\x05R\x1ddefaultThreadRateLimitPerUser\x121\n" +
 	"\x12default_sort_order\x18\" \x01(\x05H\x05R\x10defaultSortOrder\x88\x01\x01\x120\n" +
 	"\x14default_forum_layout\x18# \x01(\x05R\x12defaultForumLayout\x12\x1b\n" +
-	"\x06status\x18$ \x01(\tH\x06R\x06status\x88\x01\x01B\a\n" +
+	"\x06status\x18$ \x01(\tH\x06R\x06status\x88\x01\x01\x123\n" +
+	"\x13default_tag_setting\x18% \x01(\tH\aR\x11defaultTagSetting\x88\x01\x01B\a\n" +
 	"\x05_nameB\b\n" +
 	"\x06_topicB\a\n" +
 	"\x05_iconB\r\n" +
 	"\v_rtc_regionB\x0e\n" +
 	"\f_permissionsB\x15\n" +
 	"\x13_default_sort_orderB\t\n" +
-	"\a_status\"c\n" +
+	"\a_statusB\x16\n" +
+	"\x14_default_tag_setting\"c\n" +
 	"\x13PermissionOverwrite\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x14\n" +

@@ -499,13 +499,15 @@ func (x *SelectDefaultValue) GetType() string {
 
 // UnfurledMediaItem is a media reference of a component.
 type UnfurledMediaItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
-	ProxyUrl      string                 `protobuf:"bytes,2,opt,name=proxy_url,json=proxyUrl,proto3" json:"proxy_url,omitempty"`
-	Height        *int32                 `protobuf:"varint,3,opt,name=height,proto3,oneof" json:"height,omitempty"`
-	Width         *int32                 `protobuf:"varint,4,opt,name=width,proto3,oneof" json:"width,omitempty"`
-	ContentType   string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	AttachmentId  uint64                 `protobuf:"fixed64,6,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Url          string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	ProxyUrl     string                 `protobuf:"bytes,2,opt,name=proxy_url,json=proxyUrl,proto3" json:"proxy_url,omitempty"`
+	Height       *int32                 `protobuf:"varint,3,opt,name=height,proto3,oneof" json:"height,omitempty"`
+	Width        *int32                 `protobuf:"varint,4,opt,name=width,proto3,oneof" json:"width,omitempty"`
+	ContentType  string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	AttachmentId uint64                 `protobuf:"fixed64,6,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	// Id of the media item (set by Discord).
+	Id            uint64 `protobuf:"fixed64,7,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +580,13 @@ func (x *UnfurledMediaItem) GetContentType() string {
 func (x *UnfurledMediaItem) GetAttachmentId() uint64 {
 	if x != nil {
 		return x.AttachmentId
+	}
+	return 0
+}
+
+func (x *UnfurledMediaItem) GetId() uint64 {
+	if x != nil {
+		return x.Id
 	}
 	return 0
 }
@@ -708,14 +717,15 @@ const file_kubecord_discord_v1_component_proto_rawDesc = "" +
 	"\f_description\"8\n" +
 	"\x12SelectDefaultValue\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x12\n" +
-	"\x04type\x18\x02 \x01(\tR\x04type\"\xd7\x01\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\xe7\x01\n" +
 	"\x11UnfurledMediaItem\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1b\n" +
 	"\tproxy_url\x18\x02 \x01(\tR\bproxyUrl\x12\x1b\n" +
 	"\x06height\x18\x03 \x01(\x05H\x00R\x06height\x88\x01\x01\x12\x19\n" +
 	"\x05width\x18\x04 \x01(\x05H\x01R\x05width\x88\x01\x01\x12!\n" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x12#\n" +
-	"\rattachment_id\x18\x06 \x01(\x06R\fattachmentIdB\t\n" +
+	"\rattachment_id\x18\x06 \x01(\x06R\fattachmentId\x12\x0e\n" +
+	"\x02id\x18\a \x01(\x06R\x02idB\t\n" +
 	"\a_heightB\b\n" +
 	"\x06_width\"\xa1\x01\n" +
 	"\x10MediaGalleryItem\x12<\n" +

@@ -74,15 +74,19 @@ type Guild struct {
 	ApproximatePresenceCount  int32          `protobuf:"varint,37,opt,name=approximate_presence_count,json=approximatePresenceCount,proto3" json:"approximate_presence_count,omitempty"`
 	WelcomeScreen             *WelcomeScreen `protobuf:"bytes,38,opt,name=welcome_screen,json=welcomeScreen,proto3" json:"welcome_screen,omitempty"`
 	// 0 DEFAULT, 1 EXPLICIT, 2 SAFE, 3 AGE_RESTRICTED.
-	NsfwLevel                 int32                  `protobuf:"varint,39,opt,name=nsfw_level,json=nsfwLevel,proto3" json:"nsfw_level,omitempty"`
-	Stickers                  []*Sticker             `protobuf:"bytes,40,rep,name=stickers,proto3" json:"stickers,omitempty"`
-	PremiumProgressBarEnabled bool                   `protobuf:"varint,41,opt,name=premium_progress_bar_enabled,json=premiumProgressBarEnabled,proto3" json:"premium_progress_bar_enabled,omitempty"`
-	SafetyAlertsChannelId     uint64                 `protobuf:"fixed64,42,opt,name=safety_alerts_channel_id,json=safetyAlertsChannelId,proto3" json:"safety_alerts_channel_id,omitempty"`
-	IncidentsData             *IncidentsData         `protobuf:"bytes,43,opt,name=incidents_data,json=incidentsData,proto3" json:"incidents_data,omitempty"`
-	JoinedAt                  *timestamppb.Timestamp `protobuf:"bytes,100,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
-	Large                     bool                   `protobuf:"varint,101,opt,name=large,proto3" json:"large,omitempty"`
-	Unavailable               *bool                  `protobuf:"varint,102,opt,name=unavailable,proto3,oneof" json:"unavailable,omitempty"`
-	MemberCount               int32                  `protobuf:"varint,103,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	NsfwLevel                 int32          `protobuf:"varint,39,opt,name=nsfw_level,json=nsfwLevel,proto3" json:"nsfw_level,omitempty"`
+	Stickers                  []*Sticker     `protobuf:"bytes,40,rep,name=stickers,proto3" json:"stickers,omitempty"`
+	PremiumProgressBarEnabled bool           `protobuf:"varint,41,opt,name=premium_progress_bar_enabled,json=premiumProgressBarEnabled,proto3" json:"premium_progress_bar_enabled,omitempty"`
+	SafetyAlertsChannelId     uint64         `protobuf:"fixed64,42,opt,name=safety_alerts_channel_id,json=safetyAlertsChannelId,proto3" json:"safety_alerts_channel_id,omitempty"`
+	IncidentsData             *IncidentsData `protobuf:"bytes,43,opt,name=incidents_data,json=incidentsData,proto3" json:"incidents_data,omitempty"`
+	// Deprecated by Discord (voice regions are per channel); still sent by some endpoints.
+	Region      *string                `protobuf:"bytes,44,opt,name=region,proto3,oneof" json:"region,omitempty"`
+	Nsfw        bool                   `protobuf:"varint,45,opt,name=nsfw,proto3" json:"nsfw,omitempty"`
+	HomeHeader  *string                `protobuf:"bytes,46,opt,name=home_header,json=homeHeader,proto3,oneof" json:"home_header,omitempty"`
+	JoinedAt    *timestamppb.Timestamp `protobuf:"bytes,100,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	Large       bool                   `protobuf:"varint,101,opt,name=large,proto3" json:"large,omitempty"`
+	Unavailable *bool                  `protobuf:"varint,102,opt,name=unavailable,proto3,oneof" json:"unavailable,omitempty"`
+	MemberCount int32                  `protobuf:"varint,103,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
 	// Partial voice states: no guild_id.
 	VoiceStates []*VoiceState `protobuf:"bytes,104,rep,name=voice_states,json=voiceStates,proto3" json:"voice_states,omitempty"`
 	// All members, or only some for large guilds (see protocol.md section 14).
@@ -430,6 +434,27 @@ func (x *Guild) GetIncidentsData() *IncidentsData {
 	return nil
 }
 
+func (x *Guild) GetRegion() string {
+	if x != nil && x.Region != nil {
+		return *x.Region
+	}
+	return ""
+}
+
+func (x *Guild) GetNsfw() bool {
+	if x != nil {
+		return x.Nsfw
+	}
+	return false
+}
+
+func (x *Guild) GetHomeHeader() string {
+	if x != nil && x.HomeHeader != nil {
+		return *x.HomeHeader
+	}
+	return ""
+}
+
 func (x *Guild) GetJoinedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.JoinedAt
@@ -764,7 +789,7 @@ var File_kubecord_discord_v1_guild_proto protoreflect.FileDescriptor
 
 const file_kubecord_discord_v1_guild_proto_rawDesc = "" +
 	"\n" +
-	"\x1fkubecord/discord/v1/guild.proto\x12\x13kubecord.discord.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!kubecord/discord/v1/channel.proto\x1a\x1fkubecord/discord/v1/emoji.proto\x1a kubecord/discord/v1/member.proto\x1a\"kubecord/discord/v1/presence.proto\x1a\x1ekubecord/discord/v1/role.proto\x1a)kubecord/discord/v1/scheduled_event.proto\x1a\x1fkubecord/discord/v1/voice.proto\"\xe4\x15\n" +
+	"\x1fkubecord/discord/v1/guild.proto\x12\x13kubecord.discord.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!kubecord/discord/v1/channel.proto\x1a\x1fkubecord/discord/v1/emoji.proto\x1a kubecord/discord/v1/member.proto\x1a\"kubecord/discord/v1/presence.proto\x1a\x1ekubecord/discord/v1/role.proto\x1a)kubecord/discord/v1/scheduled_event.proto\x1a\x1fkubecord/discord/v1/voice.proto\"\xd6\x16\n" +
 	"\x05Guild\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
@@ -812,11 +837,15 @@ const file_kubecord_discord_v1_guild_proto_rawDesc = "" +
 	"\bstickers\x18( \x03(\v2\x1c.kubecord.discord.v1.StickerR\bstickers\x12?\n" +
 	"\x1cpremium_progress_bar_enabled\x18) \x01(\bR\x19premiumProgressBarEnabled\x127\n" +
 	"\x18safety_alerts_channel_id\x18* \x01(\x06R\x15safetyAlertsChannelId\x12I\n" +
-	"\x0eincidents_data\x18+ \x01(\v2\".kubecord.discord.v1.IncidentsDataR\rincidentsData\x127\n" +
+	"\x0eincidents_data\x18+ \x01(\v2\".kubecord.discord.v1.IncidentsDataR\rincidentsData\x12\x1b\n" +
+	"\x06region\x18, \x01(\tH\n" +
+	"R\x06region\x88\x01\x01\x12\x12\n" +
+	"\x04nsfw\x18- \x01(\bR\x04nsfw\x12$\n" +
+	"\vhome_header\x18. \x01(\tH\vR\n" +
+	"homeHeader\x88\x01\x01\x127\n" +
 	"\tjoined_at\x18d \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\x12\x14\n" +
 	"\x05large\x18e \x01(\bR\x05large\x12%\n" +
-	"\vunavailable\x18f \x01(\bH\n" +
-	"R\vunavailable\x88\x01\x01\x12!\n" +
+	"\vunavailable\x18f \x01(\bH\fR\vunavailable\x88\x01\x01\x12!\n" +
 	"\fmember_count\x18g \x01(\x05R\vmemberCount\x12B\n" +
 	"\fvoice_states\x18h \x03(\v2\x1f.kubecord.discord.v1.VoiceStateR\vvoiceStates\x125\n" +
 	"\amembers\x18i \x03(\v2\x1b.kubecord.discord.v1.MemberR\amembers\x128\n" +
@@ -836,7 +865,9 @@ const file_kubecord_discord_v1_guild_proto_rawDesc = "" +
 	"\x0e_max_presencesB\x12\n" +
 	"\x10_vanity_url_codeB\x0e\n" +
 	"\f_descriptionB\t\n" +
-	"\a_bannerB\x0e\n" +
+	"\a_bannerB\t\n" +
+	"\a_regionB\x0e\n" +
+	"\f_home_headerB\x0e\n" +
 	"\f_unavailable\"Y\n" +
 	"\x10UnavailableGuild\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12%\n" +

@@ -513,95 +513,6 @@ func (x *InteractionDataOption) GetFocused() bool {
 	return false
 }
 
-// Resolved holds the full objects of the users, members, roles, channels, messages and
-// attachments referenced by an interaction, keyed by snowflake.
-type Resolved struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Users map[uint64]*User       `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Partial members: no user, deaf or mute.
-	Members map[uint64]*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Roles   map[uint64]*Role   `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Partial channels: id, name, type, permissions (and thread fields for threads).
-	Channels map[uint64]*Channel `protobuf:"bytes,4,rep,name=channels,proto3" json:"channels,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Partial messages.
-	Messages      map[uint64]*Message    `protobuf:"bytes,5,rep,name=messages,proto3" json:"messages,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Attachments   map[uint64]*Attachment `protobuf:"bytes,6,rep,name=attachments,proto3" json:"attachments,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Resolved) Reset() {
-	*x = Resolved{}
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Resolved) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Resolved) ProtoMessage() {}
-
-func (x *Resolved) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Resolved.ProtoReflect.Descriptor instead.
-func (*Resolved) Descriptor() ([]byte, []int) {
-	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *Resolved) GetUsers() map[uint64]*User {
-	if x != nil {
-		return x.Users
-	}
-	return nil
-}
-
-func (x *Resolved) GetMembers() map[uint64]*Member {
-	if x != nil {
-		return x.Members
-	}
-	return nil
-}
-
-func (x *Resolved) GetRoles() map[uint64]*Role {
-	if x != nil {
-		return x.Roles
-	}
-	return nil
-}
-
-func (x *Resolved) GetChannels() map[uint64]*Channel {
-	if x != nil {
-		return x.Channels
-	}
-	return nil
-}
-
-func (x *Resolved) GetMessages() map[uint64]*Message {
-	if x != nil {
-		return x.Messages
-	}
-	return nil
-}
-
-func (x *Resolved) GetAttachments() map[uint64]*Attachment {
-	if x != nil {
-		return x.Attachments
-	}
-	return nil
-}
-
 // Entitlement is a user's or guild's access to a premium SKU.
 type Entitlement struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -611,19 +522,21 @@ type Entitlement struct {
 	UserId        uint64                 `protobuf:"fixed64,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// 1 PURCHASE, 2 PREMIUM_SUBSCRIPTION, 3 DEVELOPER_GIFT, 4 TEST_MODE_PURCHASE, 5 FREE_PURCHASE,
 	// 6 USER_GIFT, 7 PREMIUM_PURCHASE, 8 APPLICATION_SUBSCRIPTION.
-	Type          int32                  `protobuf:"varint,5,opt,name=type,proto3" json:"type,omitempty"`
-	Deleted       bool                   `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	StartsAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
-	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
-	GuildId       uint64                 `protobuf:"fixed64,9,opt,name=guild_id,json=guildId,proto3" json:"guild_id,omitempty"`
-	Consumed      *bool                  `protobuf:"varint,10,opt,name=consumed,proto3,oneof" json:"consumed,omitempty"`
+	Type     int32                  `protobuf:"varint,5,opt,name=type,proto3" json:"type,omitempty"`
+	Deleted  bool                   `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	StartsAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
+	EndsAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	GuildId  uint64                 `protobuf:"fixed64,9,opt,name=guild_id,json=guildId,proto3" json:"guild_id,omitempty"`
+	Consumed *bool                  `protobuf:"varint,10,opt,name=consumed,proto3,oneof" json:"consumed,omitempty"`
+	// Gift entitlements: the user who gave it.
+	GifterUserId  uint64 `protobuf:"fixed64,11,opt,name=gifter_user_id,json=gifterUserId,proto3" json:"gifter_user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Entitlement) Reset() {
 	*x = Entitlement{}
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[5]
+	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +548,7 @@ func (x *Entitlement) String() string {
 func (*Entitlement) ProtoMessage() {}
 
 func (x *Entitlement) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[5]
+	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +561,7 @@ func (x *Entitlement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entitlement.ProtoReflect.Descriptor instead.
 func (*Entitlement) Descriptor() ([]byte, []int) {
-	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{5}
+	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Entitlement) GetId() uint64 {
@@ -721,6 +634,13 @@ func (x *Entitlement) GetConsumed() bool {
 	return false
 }
 
+func (x *Entitlement) GetGifterUserId() uint64 {
+	if x != nil {
+		return x.GifterUserId
+	}
+	return 0
+}
+
 // Subscription is a user's recurring payment for SKUs.
 type Subscription struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -742,7 +662,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[6]
+	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +674,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[6]
+	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +687,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{6}
+	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Subscription) GetId() uint64 {
@@ -854,7 +774,7 @@ type ApplicationCommandPermission struct {
 
 func (x *ApplicationCommandPermission) Reset() {
 	*x = ApplicationCommandPermission{}
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[7]
+	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +786,7 @@ func (x *ApplicationCommandPermission) String() string {
 func (*ApplicationCommandPermission) ProtoMessage() {}
 
 func (x *ApplicationCommandPermission) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[7]
+	mi := &file_kubecord_discord_v1_interaction_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +799,7 @@ func (x *ApplicationCommandPermission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationCommandPermission.ProtoReflect.Descriptor instead.
 func (*ApplicationCommandPermission) Descriptor() ([]byte, []int) {
-	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{7}
+	return file_kubecord_discord_v1_interaction_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApplicationCommandPermission) GetId() uint64 {
@@ -907,7 +827,7 @@ var File_kubecord_discord_v1_interaction_proto protoreflect.FileDescriptor
 
 const file_kubecord_discord_v1_interaction_proto_rawDesc = "" +
 	"\n" +
-	"%kubecord/discord/v1/interaction.proto\x12\x13kubecord.discord.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!kubecord/discord/v1/channel.proto\x1a#kubecord/discord/v1/component.proto\x1a kubecord/discord/v1/member.proto\x1a!kubecord/discord/v1/message.proto\x1a\x1ekubecord/discord/v1/role.proto\x1a\x1ekubecord/discord/v1/user.proto\"\x88\b\n" +
+	"%kubecord/discord/v1/interaction.proto\x12\x13kubecord.discord.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!kubecord/discord/v1/channel.proto\x1a#kubecord/discord/v1/component.proto\x1a kubecord/discord/v1/member.proto\x1a!kubecord/discord/v1/message.proto\x1a\x1ekubecord/discord/v1/user.proto\"\x88\b\n" +
 	"\vInteraction\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12%\n" +
 	"\x0eapplication_id\x18\x02 \x01(\x06R\rapplicationId\x12\x12\n" +
@@ -961,34 +881,7 @@ const file_kubecord_discord_v1_interaction_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12,\n" +
 	"\x05value\x18\x03 \x01(\v2\x16.google.protobuf.ValueR\x05value\x12D\n" +
 	"\aoptions\x18\x04 \x03(\v2*.kubecord.discord.v1.InteractionDataOptionR\aoptions\x12\x18\n" +
-	"\afocused\x18\x05 \x01(\bR\afocused\"\xce\a\n" +
-	"\bResolved\x12>\n" +
-	"\x05users\x18\x01 \x03(\v2(.kubecord.discord.v1.Resolved.UsersEntryR\x05users\x12D\n" +
-	"\amembers\x18\x02 \x03(\v2*.kubecord.discord.v1.Resolved.MembersEntryR\amembers\x12>\n" +
-	"\x05roles\x18\x03 \x03(\v2(.kubecord.discord.v1.Resolved.RolesEntryR\x05roles\x12G\n" +
-	"\bchannels\x18\x04 \x03(\v2+.kubecord.discord.v1.Resolved.ChannelsEntryR\bchannels\x12G\n" +
-	"\bmessages\x18\x05 \x03(\v2+.kubecord.discord.v1.Resolved.MessagesEntryR\bmessages\x12P\n" +
-	"\vattachments\x18\x06 \x03(\v2..kubecord.discord.v1.Resolved.AttachmentsEntryR\vattachments\x1aS\n" +
-	"\n" +
-	"UsersEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x06R\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.kubecord.discord.v1.UserR\x05value:\x028\x01\x1aW\n" +
-	"\fMembersEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x06R\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.kubecord.discord.v1.MemberR\x05value:\x028\x01\x1aS\n" +
-	"\n" +
-	"RolesEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x06R\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.kubecord.discord.v1.RoleR\x05value:\x028\x01\x1aY\n" +
-	"\rChannelsEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x06R\x03key\x122\n" +
-	"\x05value\x18\x02 \x01(\v2\x1c.kubecord.discord.v1.ChannelR\x05value:\x028\x01\x1aY\n" +
-	"\rMessagesEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x06R\x03key\x122\n" +
-	"\x05value\x18\x02 \x01(\v2\x1c.kubecord.discord.v1.MessageR\x05value:\x028\x01\x1a_\n" +
-	"\x10AttachmentsEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x06R\x03key\x125\n" +
-	"\x05value\x18\x02 \x01(\v2\x1f.kubecord.discord.v1.AttachmentR\x05value:\x028\x01\"\xd9\x02\n" +
+	"\afocused\x18\x05 \x01(\bR\afocused\"\xff\x02\n" +
 	"\vEntitlement\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x15\n" +
 	"\x06sku_id\x18\x02 \x01(\x06R\x05skuId\x12%\n" +
@@ -1000,7 +893,8 @@ const file_kubecord_discord_v1_interaction_proto_rawDesc = "" +
 	"\aends_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12\x19\n" +
 	"\bguild_id\x18\t \x01(\x06R\aguildId\x12\x1f\n" +
 	"\bconsumed\x18\n" +
-	" \x01(\bH\x00R\bconsumed\x88\x01\x01B\v\n" +
+	" \x01(\bH\x00R\bconsumed\x88\x01\x01\x12$\n" +
+	"\x0egifter_user_id\x18\v \x01(\x06R\fgifterUserIdB\v\n" +
 	"\t_consumed\"\xb9\x03\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x17\n" +
@@ -1037,69 +931,49 @@ func file_kubecord_discord_v1_interaction_proto_rawDescGZIP() []byte {
 	return file_kubecord_discord_v1_interaction_proto_rawDescData
 }
 
-var file_kubecord_discord_v1_interaction_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_kubecord_discord_v1_interaction_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_kubecord_discord_v1_interaction_proto_goTypes = []any{
 	(*Interaction)(nil),                  // 0: kubecord.discord.v1.Interaction
 	(*InteractionGuild)(nil),             // 1: kubecord.discord.v1.InteractionGuild
 	(*InteractionData)(nil),              // 2: kubecord.discord.v1.InteractionData
 	(*InteractionDataOption)(nil),        // 3: kubecord.discord.v1.InteractionDataOption
-	(*Resolved)(nil),                     // 4: kubecord.discord.v1.Resolved
-	(*Entitlement)(nil),                  // 5: kubecord.discord.v1.Entitlement
-	(*Subscription)(nil),                 // 6: kubecord.discord.v1.Subscription
-	(*ApplicationCommandPermission)(nil), // 7: kubecord.discord.v1.ApplicationCommandPermission
-	nil,                                  // 8: kubecord.discord.v1.Interaction.AuthorizingIntegrationOwnersEntry
-	nil,                                  // 9: kubecord.discord.v1.Resolved.UsersEntry
-	nil,                                  // 10: kubecord.discord.v1.Resolved.MembersEntry
-	nil,                                  // 11: kubecord.discord.v1.Resolved.RolesEntry
-	nil,                                  // 12: kubecord.discord.v1.Resolved.ChannelsEntry
-	nil,                                  // 13: kubecord.discord.v1.Resolved.MessagesEntry
-	nil,                                  // 14: kubecord.discord.v1.Resolved.AttachmentsEntry
-	(*Channel)(nil),                      // 15: kubecord.discord.v1.Channel
-	(*Member)(nil),                       // 16: kubecord.discord.v1.Member
-	(*User)(nil),                         // 17: kubecord.discord.v1.User
-	(*Message)(nil),                      // 18: kubecord.discord.v1.Message
-	(*Component)(nil),                    // 19: kubecord.discord.v1.Component
-	(*structpb.Value)(nil),               // 20: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),        // 21: google.protobuf.Timestamp
-	(*Role)(nil),                         // 22: kubecord.discord.v1.Role
-	(*Attachment)(nil),                   // 23: kubecord.discord.v1.Attachment
+	(*Entitlement)(nil),                  // 4: kubecord.discord.v1.Entitlement
+	(*Subscription)(nil),                 // 5: kubecord.discord.v1.Subscription
+	(*ApplicationCommandPermission)(nil), // 6: kubecord.discord.v1.ApplicationCommandPermission
+	nil,                                  // 7: kubecord.discord.v1.Interaction.AuthorizingIntegrationOwnersEntry
+	(*Channel)(nil),                      // 8: kubecord.discord.v1.Channel
+	(*Member)(nil),                       // 9: kubecord.discord.v1.Member
+	(*User)(nil),                         // 10: kubecord.discord.v1.User
+	(*Message)(nil),                      // 11: kubecord.discord.v1.Message
+	(*Resolved)(nil),                     // 12: kubecord.discord.v1.Resolved
+	(*Component)(nil),                    // 13: kubecord.discord.v1.Component
+	(*structpb.Value)(nil),               // 14: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
 }
 var file_kubecord_discord_v1_interaction_proto_depIdxs = []int32{
 	2,  // 0: kubecord.discord.v1.Interaction.data:type_name -> kubecord.discord.v1.InteractionData
 	1,  // 1: kubecord.discord.v1.Interaction.guild:type_name -> kubecord.discord.v1.InteractionGuild
-	15, // 2: kubecord.discord.v1.Interaction.channel:type_name -> kubecord.discord.v1.Channel
-	16, // 3: kubecord.discord.v1.Interaction.member:type_name -> kubecord.discord.v1.Member
-	17, // 4: kubecord.discord.v1.Interaction.user:type_name -> kubecord.discord.v1.User
-	18, // 5: kubecord.discord.v1.Interaction.message:type_name -> kubecord.discord.v1.Message
-	5,  // 6: kubecord.discord.v1.Interaction.entitlements:type_name -> kubecord.discord.v1.Entitlement
-	8,  // 7: kubecord.discord.v1.Interaction.authorizing_integration_owners:type_name -> kubecord.discord.v1.Interaction.AuthorizingIntegrationOwnersEntry
-	4,  // 8: kubecord.discord.v1.InteractionData.resolved:type_name -> kubecord.discord.v1.Resolved
+	8,  // 2: kubecord.discord.v1.Interaction.channel:type_name -> kubecord.discord.v1.Channel
+	9,  // 3: kubecord.discord.v1.Interaction.member:type_name -> kubecord.discord.v1.Member
+	10, // 4: kubecord.discord.v1.Interaction.user:type_name -> kubecord.discord.v1.User
+	11, // 5: kubecord.discord.v1.Interaction.message:type_name -> kubecord.discord.v1.Message
+	4,  // 6: kubecord.discord.v1.Interaction.entitlements:type_name -> kubecord.discord.v1.Entitlement
+	7,  // 7: kubecord.discord.v1.Interaction.authorizing_integration_owners:type_name -> kubecord.discord.v1.Interaction.AuthorizingIntegrationOwnersEntry
+	12, // 8: kubecord.discord.v1.InteractionData.resolved:type_name -> kubecord.discord.v1.Resolved
 	3,  // 9: kubecord.discord.v1.InteractionData.options:type_name -> kubecord.discord.v1.InteractionDataOption
-	19, // 10: kubecord.discord.v1.InteractionData.components:type_name -> kubecord.discord.v1.Component
-	20, // 11: kubecord.discord.v1.InteractionDataOption.value:type_name -> google.protobuf.Value
+	13, // 10: kubecord.discord.v1.InteractionData.components:type_name -> kubecord.discord.v1.Component
+	14, // 11: kubecord.discord.v1.InteractionDataOption.value:type_name -> google.protobuf.Value
 	3,  // 12: kubecord.discord.v1.InteractionDataOption.options:type_name -> kubecord.discord.v1.InteractionDataOption
-	9,  // 13: kubecord.discord.v1.Resolved.users:type_name -> kubecord.discord.v1.Resolved.UsersEntry
-	10, // 14: kubecord.discord.v1.Resolved.members:type_name -> kubecord.discord.v1.Resolved.MembersEntry
-	11, // 15: kubecord.discord.v1.Resolved.roles:type_name -> kubecord.discord.v1.Resolved.RolesEntry
-	12, // 16: kubecord.discord.v1.Resolved.channels:type_name -> kubecord.discord.v1.Resolved.ChannelsEntry
-	13, // 17: kubecord.discord.v1.Resolved.messages:type_name -> kubecord.discord.v1.Resolved.MessagesEntry
-	14, // 18: kubecord.discord.v1.Resolved.attachments:type_name -> kubecord.discord.v1.Resolved.AttachmentsEntry
-	21, // 19: kubecord.discord.v1.Entitlement.starts_at:type_name -> google.protobuf.Timestamp
-	21, // 20: kubecord.discord.v1.Entitlement.ends_at:type_name -> google.protobuf.Timestamp
-	21, // 21: kubecord.discord.v1.Subscription.current_period_start:type_name -> google.protobuf.Timestamp
-	21, // 22: kubecord.discord.v1.Subscription.current_period_end:type_name -> google.protobuf.Timestamp
-	21, // 23: kubecord.discord.v1.Subscription.canceled_at:type_name -> google.protobuf.Timestamp
-	17, // 24: kubecord.discord.v1.Resolved.UsersEntry.value:type_name -> kubecord.discord.v1.User
-	16, // 25: kubecord.discord.v1.Resolved.MembersEntry.value:type_name -> kubecord.discord.v1.Member
-	22, // 26: kubecord.discord.v1.Resolved.RolesEntry.value:type_name -> kubecord.discord.v1.Role
-	15, // 27: kubecord.discord.v1.Resolved.ChannelsEntry.value:type_name -> kubecord.discord.v1.Channel
-	18, // 28: kubecord.discord.v1.Resolved.MessagesEntry.value:type_name -> kubecord.discord.v1.Message
-	23, // 29: kubecord.discord.v1.Resolved.AttachmentsEntry.value:type_name -> kubecord.discord.v1.Attachment
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	15, // 13: kubecord.discord.v1.Entitlement.starts_at:type_name -> google.protobuf.Timestamp
+	15, // 14: kubecord.discord.v1.Entitlement.ends_at:type_name -> google.protobuf.Timestamp
+	15, // 15: kubecord.discord.v1.Subscription.current_period_start:type_name -> google.protobuf.Timestamp
+	15, // 16: kubecord.discord.v1.Subscription.current_period_end:type_name -> google.protobuf.Timestamp
+	15, // 17: kubecord.discord.v1.Subscription.canceled_at:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_kubecord_discord_v1_interaction_proto_init() }
@@ -1111,18 +985,17 @@ func file_kubecord_discord_v1_interaction_proto_init() {
 	file_kubecord_discord_v1_component_proto_init()
 	file_kubecord_discord_v1_member_proto_init()
 	file_kubecord_discord_v1_message_proto_init()
-	file_kubecord_discord_v1_role_proto_init()
 	file_kubecord_discord_v1_user_proto_init()
 	file_kubecord_discord_v1_interaction_proto_msgTypes[0].OneofWrappers = []any{}
+	file_kubecord_discord_v1_interaction_proto_msgTypes[4].OneofWrappers = []any{}
 	file_kubecord_discord_v1_interaction_proto_msgTypes[5].OneofWrappers = []any{}
-	file_kubecord_discord_v1_interaction_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubecord_discord_v1_interaction_proto_rawDesc), len(file_kubecord_discord_v1_interaction_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -72,8 +72,11 @@ type Message struct {
 	RoleSubscriptionData *RoleSubscriptionData `protobuf:"bytes,33,opt,name=role_subscription_data,json=roleSubscriptionData,proto3" json:"role_subscription_data,omitempty"`
 	Poll                 *Poll                 `protobuf:"bytes,34,opt,name=poll,proto3" json:"poll,omitempty"`
 	Call                 *MessageCall          `protobuf:"bytes,35,opt,name=call,proto3" json:"call,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Users, members, roles and channels referenced by the message's components (components v2
+	// select menus with default values, for example).
+	Resolved      *Resolved `protobuf:"bytes,36,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -351,6 +354,13 @@ func (x *Message) GetCall() *MessageCall {
 	return nil
 }
 
+func (x *Message) GetResolved() *Resolved {
+	if x != nil {
+		return x.Resolved
+	}
+	return nil
+}
+
 // ChannelMention is a channel mentioned in a crossposted message.
 type ChannelMention struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -437,10 +447,16 @@ type Attachment struct {
 	// Voice messages: duration in seconds.
 	DurationSecs *float64 `protobuf:"fixed64,12,opt,name=duration_secs,json=durationSecs,proto3,oneof" json:"duration_secs,omitempty"`
 	// Voice messages: base64 sampled waveform.
-	Waveform      *string `protobuf:"bytes,13,opt,name=waveform,proto3,oneof" json:"waveform,omitempty"`
-	Flags         int64   `protobuf:"varint,14,opt,name=flags,proto3" json:"flags,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Waveform *string `protobuf:"bytes,13,opt,name=waveform,proto3,oneof" json:"waveform,omitempty"`
+	Flags    int64   `protobuf:"varint,14,opt,name=flags,proto3" json:"flags,omitempty"`
+	// Thumbhash placeholder of images and videos.
+	Placeholder        *string `protobuf:"bytes,15,opt,name=placeholder,proto3,oneof" json:"placeholder,omitempty"`
+	PlaceholderVersion *int32  `protobuf:"varint,16,opt,name=placeholder_version,json=placeholderVersion,proto3,oneof" json:"placeholder_version,omitempty"`
+	// Clips: when the clip was created and who was in the stream.
+	ClipCreatedAt    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=clip_created_at,json=clipCreatedAt,proto3" json:"clip_created_at,omitempty"`
+	ClipParticipants []*User                `protobuf:"bytes,18,rep,name=clip_participants,json=clipParticipants,proto3" json:"clip_participants,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Attachment) Reset() {
@@ -571,6 +587,34 @@ func (x *Attachment) GetFlags() int64 {
 	return 0
 }
 
+func (x *Attachment) GetPlaceholder() string {
+	if x != nil && x.Placeholder != nil {
+		return *x.Placeholder
+	}
+	return ""
+}
+
+func (x *Attachment) GetPlaceholderVersion() int32 {
+	if x != nil && x.PlaceholderVersion != nil {
+		return *x.PlaceholderVersion
+	}
+	return 0
+}
+
+func (x *Attachment) GetClipCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClipCreatedAt
+	}
+	return nil
+}
+
+func (x *Attachment) GetClipParticipants() []*User {
+	if x != nil {
+		return x.ClipParticipants
+	}
+	return nil
+}
+
 // Embed is rich content of a message.
 type Embed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -588,6 +632,7 @@ type Embed struct {
 	Provider      *EmbedProvider         `protobuf:"bytes,11,opt,name=provider,proto3" json:"provider,omitempty"`
 	Author        *EmbedAuthor           `protobuf:"bytes,12,opt,name=author,proto3" json:"author,omitempty"`
 	Fields        []*EmbedField          `protobuf:"bytes,13,rep,name=fields,proto3" json:"fields,omitempty"`
+	Flags         int64                  `protobuf:"varint,14,opt,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +758,13 @@ func (x *Embed) GetFields() []*EmbedField {
 	return nil
 }
 
+func (x *Embed) GetFlags() int64 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
+}
+
 // EmbedFooter is the footer of an embed.
 type EmbedFooter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -785,6 +837,7 @@ type EmbedMedia struct {
 	Placeholder        *string                `protobuf:"bytes,6,opt,name=placeholder,proto3,oneof" json:"placeholder,omitempty"`
 	PlaceholderVersion *int32                 `protobuf:"varint,7,opt,name=placeholder_version,json=placeholderVersion,proto3,oneof" json:"placeholder_version,omitempty"`
 	Flags              int64                  `protobuf:"varint,8,opt,name=flags,proto3" json:"flags,omitempty"`
+	Description        *string                `protobuf:"bytes,9,opt,name=description,proto3,oneof" json:"description,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -873,6 +926,13 @@ func (x *EmbedMedia) GetFlags() int64 {
 		return x.Flags
 	}
 	return 0
+}
+
+func (x *EmbedMedia) GetDescription() string {
+	if x != nil && x.Description != nil {
+		return *x.Description
+	}
+	return ""
 }
 
 // EmbedProvider is the site an embed comes from.
@@ -2086,11 +2146,100 @@ func (x *MessageCall) GetEndedTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
+// Resolved holds the full objects of the users, members, roles, channels, messages and
+// attachments referenced by an interaction, keyed by snowflake.
+type Resolved struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Users map[uint64]*User       `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Partial members: no user, deaf or mute.
+	Members map[uint64]*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Roles   map[uint64]*Role   `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Partial channels: id, name, type, permissions (and thread fields for threads).
+	Channels map[uint64]*Channel `protobuf:"bytes,4,rep,name=channels,proto3" json:"channels,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Partial messages.
+	Messages      map[uint64]*Message    `protobuf:"bytes,5,rep,name=messages,proto3" json:"messages,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attachments   map[uint64]*Attachment `protobuf:"bytes,6,rep,name=attachments,proto3" json:"attachments,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resolved) Reset() {
+	*x = Resolved{}
+	mi := &file_kubecord_discord_v1_message_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resolved) ProtoMessage() {}
+
+func (x *Resolved) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_discord_v1_message_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resolved.ProtoReflect.Descriptor instead.
+func (*Resolved) Descriptor() ([]byte, []int) {
+	return file_kubecord_discord_v1_message_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Resolved) GetUsers() map[uint64]*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *Resolved) GetMembers() map[uint64]*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Resolved) GetRoles() map[uint64]*Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *Resolved) GetChannels() map[uint64]*Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *Resolved) GetMessages() map[uint64]*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *Resolved) GetAttachments() map[uint64]*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
 var File_kubecord_discord_v1_message_proto protoreflect.FileDescriptor
 
 const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"!kubecord/discord/v1/message.proto\x12\x13kubecord.discord.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!kubecord/discord/v1/channel.proto\x1a#kubecord/discord/v1/component.proto\x1a\x1fkubecord/discord/v1/emoji.proto\x1a kubecord/discord/v1/member.proto\x1a\x1ekubecord/discord/v1/user.proto\"\xfe\x0e\n" +
+	"!kubecord/discord/v1/message.proto\x12\x13kubecord.discord.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!kubecord/discord/v1/channel.proto\x1a#kubecord/discord/v1/component.proto\x1a\x1fkubecord/discord/v1/emoji.proto\x1a kubecord/discord/v1/member.proto\x1a\x1ekubecord/discord/v1/role.proto\x1a\x1ekubecord/discord/v1/user.proto\"\xb9\x0f\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x1d\n" +
 	"\n" +
@@ -2131,13 +2280,14 @@ const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	"\bposition\x18  \x01(\x05H\x00R\bposition\x88\x01\x01\x12_\n" +
 	"\x16role_subscription_data\x18! \x01(\v2).kubecord.discord.v1.RoleSubscriptionDataR\x14roleSubscriptionData\x12-\n" +
 	"\x04poll\x18\" \x01(\v2\x19.kubecord.discord.v1.PollR\x04poll\x124\n" +
-	"\x04call\x18# \x01(\v2 .kubecord.discord.v1.MessageCallR\x04callB\v\n" +
+	"\x04call\x18# \x01(\v2 .kubecord.discord.v1.MessageCallR\x04call\x129\n" +
+	"\bresolved\x18$ \x01(\v2\x1d.kubecord.discord.v1.ResolvedR\bresolvedB\v\n" +
 	"\t_position\"c\n" +
 	"\x0eChannelMention\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x19\n" +
 	"\bguild_id\x18\x02 \x01(\x06R\aguildId\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\x05R\x04type\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"\xfb\x03\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"\x8c\x06\n" +
 	"\n" +
 	"Attachment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x1a\n" +
@@ -2154,14 +2304,20 @@ const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	"\tephemeral\x18\v \x01(\bR\tephemeral\x12(\n" +
 	"\rduration_secs\x18\f \x01(\x01H\x05R\fdurationSecs\x88\x01\x01\x12\x1f\n" +
 	"\bwaveform\x18\r \x01(\tH\x06R\bwaveform\x88\x01\x01\x12\x14\n" +
-	"\x05flags\x18\x0e \x01(\x03R\x05flagsB\b\n" +
+	"\x05flags\x18\x0e \x01(\x03R\x05flags\x12%\n" +
+	"\vplaceholder\x18\x0f \x01(\tH\aR\vplaceholder\x88\x01\x01\x124\n" +
+	"\x13placeholder_version\x18\x10 \x01(\x05H\bR\x12placeholderVersion\x88\x01\x01\x12B\n" +
+	"\x0fclip_created_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\rclipCreatedAt\x12F\n" +
+	"\x11clip_participants\x18\x12 \x03(\v2\x19.kubecord.discord.v1.UserR\x10clipParticipantsB\b\n" +
 	"\x06_titleB\x0e\n" +
 	"\f_descriptionB\x0f\n" +
 	"\r_content_typeB\t\n" +
 	"\a_heightB\b\n" +
 	"\x06_widthB\x10\n" +
 	"\x0e_duration_secsB\v\n" +
-	"\t_waveform\"\x8f\x05\n" +
+	"\t_waveformB\x0e\n" +
+	"\f_placeholderB\x16\n" +
+	"\x14_placeholder_version\"\xa5\x05\n" +
 	"\x05Embed\x12\x19\n" +
 	"\x05title\x18\x01 \x01(\tH\x00R\x05title\x88\x01\x01\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12%\n" +
@@ -2176,7 +2332,8 @@ const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	" \x01(\v2\x1f.kubecord.discord.v1.EmbedMediaR\x05video\x12>\n" +
 	"\bprovider\x18\v \x01(\v2\".kubecord.discord.v1.EmbedProviderR\bprovider\x128\n" +
 	"\x06author\x18\f \x01(\v2 .kubecord.discord.v1.EmbedAuthorR\x06author\x127\n" +
-	"\x06fields\x18\r \x03(\v2\x1f.kubecord.discord.v1.EmbedFieldR\x06fieldsB\b\n" +
+	"\x06fields\x18\r \x03(\v2\x1f.kubecord.discord.v1.EmbedFieldR\x06fields\x12\x14\n" +
+	"\x05flags\x18\x0e \x01(\x03R\x05flagsB\b\n" +
 	"\x06_titleB\x0e\n" +
 	"\f_descriptionB\x06\n" +
 	"\x04_urlB\b\n" +
@@ -2186,7 +2343,7 @@ const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	"\bicon_url\x18\x02 \x01(\tH\x00R\aiconUrl\x88\x01\x01\x12)\n" +
 	"\x0eproxy_icon_url\x18\x03 \x01(\tH\x01R\fproxyIconUrl\x88\x01\x01B\v\n" +
 	"\t_icon_urlB\x11\n" +
-	"\x0f_proxy_icon_url\"\xef\x02\n" +
+	"\x0f_proxy_icon_url\"\xa6\x03\n" +
 	"\n" +
 	"EmbedMedia\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12 \n" +
@@ -2196,14 +2353,16 @@ const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	"\fcontent_type\x18\x05 \x01(\tH\x03R\vcontentType\x88\x01\x01\x12%\n" +
 	"\vplaceholder\x18\x06 \x01(\tH\x04R\vplaceholder\x88\x01\x01\x124\n" +
 	"\x13placeholder_version\x18\a \x01(\x05H\x05R\x12placeholderVersion\x88\x01\x01\x12\x14\n" +
-	"\x05flags\x18\b \x01(\x03R\x05flagsB\f\n" +
+	"\x05flags\x18\b \x01(\x03R\x05flags\x12%\n" +
+	"\vdescription\x18\t \x01(\tH\x06R\vdescription\x88\x01\x01B\f\n" +
 	"\n" +
 	"_proxy_urlB\t\n" +
 	"\a_heightB\b\n" +
 	"\x06_widthB\x0f\n" +
 	"\r_content_typeB\x0e\n" +
 	"\f_placeholderB\x16\n" +
-	"\x14_placeholder_version\"P\n" +
+	"\x14_placeholder_versionB\x0e\n" +
+	"\f_description\"P\n" +
 	"\rEmbedProvider\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tH\x00R\x04name\x88\x01\x01\x12\x15\n" +
 	"\x03url\x18\x02 \x01(\tH\x01R\x03url\x88\x01\x01B\a\n" +
@@ -2309,7 +2468,34 @@ const file_kubecord_discord_v1_message_proto_rawDesc = "" +
 	"\bme_voted\x18\x03 \x01(\bR\ameVoted\"v\n" +
 	"\vMessageCall\x12\"\n" +
 	"\fparticipants\x18\x01 \x03(\x06R\fparticipants\x12C\n" +
-	"\x0fended_timestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0eendedTimestampB\xd5\x01\n" +
+	"\x0fended_timestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0eendedTimestamp\"\xce\a\n" +
+	"\bResolved\x12>\n" +
+	"\x05users\x18\x01 \x03(\v2(.kubecord.discord.v1.Resolved.UsersEntryR\x05users\x12D\n" +
+	"\amembers\x18\x02 \x03(\v2*.kubecord.discord.v1.Resolved.MembersEntryR\amembers\x12>\n" +
+	"\x05roles\x18\x03 \x03(\v2(.kubecord.discord.v1.Resolved.RolesEntryR\x05roles\x12G\n" +
+	"\bchannels\x18\x04 \x03(\v2+.kubecord.discord.v1.Resolved.ChannelsEntryR\bchannels\x12G\n" +
+	"\bmessages\x18\x05 \x03(\v2+.kubecord.discord.v1.Resolved.MessagesEntryR\bmessages\x12P\n" +
+	"\vattachments\x18\x06 \x03(\v2..kubecord.discord.v1.Resolved.AttachmentsEntryR\vattachments\x1aS\n" +
+	"\n" +
+	"UsersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.kubecord.discord.v1.UserR\x05value:\x028\x01\x1aW\n" +
+	"\fMembersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.kubecord.discord.v1.MemberR\x05value:\x028\x01\x1aS\n" +
+	"\n" +
+	"RolesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.kubecord.discord.v1.RoleR\x05value:\x028\x01\x1aY\n" +
+	"\rChannelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x122\n" +
+	"\x05value\x18\x02 \x01(\v2\x1c.kubecord.discord.v1.ChannelR\x05value:\x028\x01\x1aY\n" +
+	"\rMessagesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x122\n" +
+	"\x05value\x18\x02 \x01(\v2\x1c.kubecord.discord.v1.MessageR\x05value:\x028\x01\x1a_\n" +
+	"\x10AttachmentsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x125\n" +
+	"\x05value\x18\x02 \x01(\v2\x1f.kubecord.discord.v1.AttachmentR\x05value:\x028\x01B\xd5\x01\n" +
 	"\x17com.kubecord.discord.v1B\fMessageProtoP\x01Z>github.com/kubecord/kubecord/gen/kubecord/discord/v1;discordv1\xa2\x02\x03KDX\xaa\x02\x13Kubecord.Discord.V1\xca\x02\x13Kubecord\\Discord\\V1\xe2\x02\x1fKubecord\\Discord\\V1\\GPBMetadata\xea\x02\x15Kubecord::Discord::V1b\x06proto3"
 
 var (
@@ -2324,7 +2510,7 @@ func file_kubecord_discord_v1_message_proto_rawDescGZIP() []byte {
 	return file_kubecord_discord_v1_message_proto_rawDescData
 }
 
-var file_kubecord_discord_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_kubecord_discord_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_kubecord_discord_v1_message_proto_goTypes = []any{
 	(*Message)(nil),                    // 0: kubecord.discord.v1.Message
 	(*ChannelMention)(nil),             // 1: kubecord.discord.v1.ChannelMention
@@ -2350,28 +2536,36 @@ var file_kubecord_discord_v1_message_proto_goTypes = []any{
 	(*PollResults)(nil),                // 21: kubecord.discord.v1.PollResults
 	(*PollAnswerCount)(nil),            // 22: kubecord.discord.v1.PollAnswerCount
 	(*MessageCall)(nil),                // 23: kubecord.discord.v1.MessageCall
-	nil,                                // 24: kubecord.discord.v1.MessageInteractionMetadata.AuthorizingIntegrationOwnersEntry
-	(*User)(nil),                       // 25: kubecord.discord.v1.User
-	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
-	(*UserWithMember)(nil),             // 27: kubecord.discord.v1.UserWithMember
-	(*structpb.Value)(nil),             // 28: google.protobuf.Value
-	(*Channel)(nil),                    // 29: kubecord.discord.v1.Channel
-	(*Component)(nil),                  // 30: kubecord.discord.v1.Component
-	(*StickerItem)(nil),                // 31: kubecord.discord.v1.StickerItem
-	(*Sticker)(nil),                    // 32: kubecord.discord.v1.Sticker
-	(*Emoji)(nil),                      // 33: kubecord.discord.v1.Emoji
-	(*Member)(nil),                     // 34: kubecord.discord.v1.Member
+	(*Resolved)(nil),                   // 24: kubecord.discord.v1.Resolved
+	nil,                                // 25: kubecord.discord.v1.MessageInteractionMetadata.AuthorizingIntegrationOwnersEntry
+	nil,                                // 26: kubecord.discord.v1.Resolved.UsersEntry
+	nil,                                // 27: kubecord.discord.v1.Resolved.MembersEntry
+	nil,                                // 28: kubecord.discord.v1.Resolved.RolesEntry
+	nil,                                // 29: kubecord.discord.v1.Resolved.ChannelsEntry
+	nil,                                // 30: kubecord.discord.v1.Resolved.MessagesEntry
+	nil,                                // 31: kubecord.discord.v1.Resolved.AttachmentsEntry
+	(*User)(nil),                       // 32: kubecord.discord.v1.User
+	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
+	(*UserWithMember)(nil),             // 34: kubecord.discord.v1.UserWithMember
+	(*structpb.Value)(nil),             // 35: google.protobuf.Value
+	(*Channel)(nil),                    // 36: kubecord.discord.v1.Channel
+	(*Component)(nil),                  // 37: kubecord.discord.v1.Component
+	(*StickerItem)(nil),                // 38: kubecord.discord.v1.StickerItem
+	(*Sticker)(nil),                    // 39: kubecord.discord.v1.Sticker
+	(*Emoji)(nil),                      // 40: kubecord.discord.v1.Emoji
+	(*Member)(nil),                     // 41: kubecord.discord.v1.Member
+	(*Role)(nil),                       // 42: kubecord.discord.v1.Role
 }
 var file_kubecord_discord_v1_message_proto_depIdxs = []int32{
-	25, // 0: kubecord.discord.v1.Message.author:type_name -> kubecord.discord.v1.User
-	26, // 1: kubecord.discord.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 2: kubecord.discord.v1.Message.edited_timestamp:type_name -> google.protobuf.Timestamp
-	27, // 3: kubecord.discord.v1.Message.mentions:type_name -> kubecord.discord.v1.UserWithMember
+	32, // 0: kubecord.discord.v1.Message.author:type_name -> kubecord.discord.v1.User
+	33, // 1: kubecord.discord.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
+	33, // 2: kubecord.discord.v1.Message.edited_timestamp:type_name -> google.protobuf.Timestamp
+	34, // 3: kubecord.discord.v1.Message.mentions:type_name -> kubecord.discord.v1.UserWithMember
 	1,  // 4: kubecord.discord.v1.Message.mention_channels:type_name -> kubecord.discord.v1.ChannelMention
 	2,  // 5: kubecord.discord.v1.Message.attachments:type_name -> kubecord.discord.v1.Attachment
 	3,  // 6: kubecord.discord.v1.Message.embeds:type_name -> kubecord.discord.v1.Embed
 	9,  // 7: kubecord.discord.v1.Message.reactions:type_name -> kubecord.discord.v1.Reaction
-	28, // 8: kubecord.discord.v1.Message.nonce:type_name -> google.protobuf.Value
+	35, // 8: kubecord.discord.v1.Message.nonce:type_name -> google.protobuf.Value
 	11, // 9: kubecord.discord.v1.Message.activity:type_name -> kubecord.discord.v1.MessageActivity
 	12, // 10: kubecord.discord.v1.Message.application:type_name -> kubecord.discord.v1.MessageApplication
 	13, // 11: kubecord.discord.v1.Message.message_reference:type_name -> kubecord.discord.v1.MessageReference
@@ -2379,43 +2573,58 @@ var file_kubecord_discord_v1_message_proto_depIdxs = []int32{
 	0,  // 13: kubecord.discord.v1.Message.referenced_message:type_name -> kubecord.discord.v1.Message
 	15, // 14: kubecord.discord.v1.Message.interaction_metadata:type_name -> kubecord.discord.v1.MessageInteractionMetadata
 	16, // 15: kubecord.discord.v1.Message.interaction:type_name -> kubecord.discord.v1.MessageInteraction
-	29, // 16: kubecord.discord.v1.Message.thread:type_name -> kubecord.discord.v1.Channel
-	30, // 17: kubecord.discord.v1.Message.components:type_name -> kubecord.discord.v1.Component
-	31, // 18: kubecord.discord.v1.Message.sticker_items:type_name -> kubecord.discord.v1.StickerItem
-	32, // 19: kubecord.discord.v1.Message.stickers:type_name -> kubecord.discord.v1.Sticker
+	36, // 16: kubecord.discord.v1.Message.thread:type_name -> kubecord.discord.v1.Channel
+	37, // 17: kubecord.discord.v1.Message.components:type_name -> kubecord.discord.v1.Component
+	38, // 18: kubecord.discord.v1.Message.sticker_items:type_name -> kubecord.discord.v1.StickerItem
+	39, // 19: kubecord.discord.v1.Message.stickers:type_name -> kubecord.discord.v1.Sticker
 	17, // 20: kubecord.discord.v1.Message.role_subscription_data:type_name -> kubecord.discord.v1.RoleSubscriptionData
 	18, // 21: kubecord.discord.v1.Message.poll:type_name -> kubecord.discord.v1.Poll
 	23, // 22: kubecord.discord.v1.Message.call:type_name -> kubecord.discord.v1.MessageCall
-	26, // 23: kubecord.discord.v1.Embed.timestamp:type_name -> google.protobuf.Timestamp
-	4,  // 24: kubecord.discord.v1.Embed.footer:type_name -> kubecord.discord.v1.EmbedFooter
-	5,  // 25: kubecord.discord.v1.Embed.image:type_name -> kubecord.discord.v1.EmbedMedia
-	5,  // 26: kubecord.discord.v1.Embed.thumbnail:type_name -> kubecord.discord.v1.EmbedMedia
-	5,  // 27: kubecord.discord.v1.Embed.video:type_name -> kubecord.discord.v1.EmbedMedia
-	6,  // 28: kubecord.discord.v1.Embed.provider:type_name -> kubecord.discord.v1.EmbedProvider
-	7,  // 29: kubecord.discord.v1.Embed.author:type_name -> kubecord.discord.v1.EmbedAuthor
-	8,  // 30: kubecord.discord.v1.Embed.fields:type_name -> kubecord.discord.v1.EmbedField
-	10, // 31: kubecord.discord.v1.Reaction.count_details:type_name -> kubecord.discord.v1.ReactionCountDetails
-	33, // 32: kubecord.discord.v1.Reaction.emoji:type_name -> kubecord.discord.v1.Emoji
-	0,  // 33: kubecord.discord.v1.MessageSnapshot.message:type_name -> kubecord.discord.v1.Message
-	25, // 34: kubecord.discord.v1.MessageInteractionMetadata.user:type_name -> kubecord.discord.v1.User
-	24, // 35: kubecord.discord.v1.MessageInteractionMetadata.authorizing_integration_owners:type_name -> kubecord.discord.v1.MessageInteractionMetadata.AuthorizingIntegrationOwnersEntry
-	15, // 36: kubecord.discord.v1.MessageInteractionMetadata.triggering_interaction_metadata:type_name -> kubecord.discord.v1.MessageInteractionMetadata
-	25, // 37: kubecord.discord.v1.MessageInteractionMetadata.target_user:type_name -> kubecord.discord.v1.User
-	25, // 38: kubecord.discord.v1.MessageInteraction.user:type_name -> kubecord.discord.v1.User
-	34, // 39: kubecord.discord.v1.MessageInteraction.member:type_name -> kubecord.discord.v1.Member
-	19, // 40: kubecord.discord.v1.Poll.question:type_name -> kubecord.discord.v1.PollMedia
-	20, // 41: kubecord.discord.v1.Poll.answers:type_name -> kubecord.discord.v1.PollAnswer
-	26, // 42: kubecord.discord.v1.Poll.expiry:type_name -> google.protobuf.Timestamp
-	21, // 43: kubecord.discord.v1.Poll.results:type_name -> kubecord.discord.v1.PollResults
-	33, // 44: kubecord.discord.v1.PollMedia.emoji:type_name -> kubecord.discord.v1.Emoji
-	19, // 45: kubecord.discord.v1.PollAnswer.poll_media:type_name -> kubecord.discord.v1.PollMedia
-	22, // 46: kubecord.discord.v1.PollResults.answer_counts:type_name -> kubecord.discord.v1.PollAnswerCount
-	26, // 47: kubecord.discord.v1.MessageCall.ended_timestamp:type_name -> google.protobuf.Timestamp
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	24, // 23: kubecord.discord.v1.Message.resolved:type_name -> kubecord.discord.v1.Resolved
+	33, // 24: kubecord.discord.v1.Attachment.clip_created_at:type_name -> google.protobuf.Timestamp
+	32, // 25: kubecord.discord.v1.Attachment.clip_participants:type_name -> kubecord.discord.v1.User
+	33, // 26: kubecord.discord.v1.Embed.timestamp:type_name -> google.protobuf.Timestamp
+	4,  // 27: kubecord.discord.v1.Embed.footer:type_name -> kubecord.discord.v1.EmbedFooter
+	5,  // 28: kubecord.discord.v1.Embed.image:type_name -> kubecord.discord.v1.EmbedMedia
+	5,  // 29: kubecord.discord.v1.Embed.thumbnail:type_name -> kubecord.discord.v1.EmbedMedia
+	5,  // 30: kubecord.discord.v1.Embed.video:type_name -> kubecord.discord.v1.EmbedMedia
+	6,  // 31: kubecord.discord.v1.Embed.provider:type_name -> kubecord.discord.v1.EmbedProvider
+	7,  // 32: kubecord.discord.v1.Embed.author:type_name -> kubecord.discord.v1.EmbedAuthor
+	8,  // 33: kubecord.discord.v1.Embed.fields:type_name -> kubecord.discord.v1.EmbedField
+	10, // 34: kubecord.discord.v1.Reaction.count_details:type_name -> kubecord.discord.v1.ReactionCountDetails
+	40, // 35: kubecord.discord.v1.Reaction.emoji:type_name -> kubecord.discord.v1.Emoji
+	0,  // 36: kubecord.discord.v1.MessageSnapshot.message:type_name -> kubecord.discord.v1.Message
+	32, // 37: kubecord.discord.v1.MessageInteractionMetadata.user:type_name -> kubecord.discord.v1.User
+	25, // 38: kubecord.discord.v1.MessageInteractionMetadata.authorizing_integration_owners:type_name -> kubecord.discord.v1.MessageInteractionMetadata.AuthorizingIntegrationOwnersEntry
+	15, // 39: kubecord.discord.v1.MessageInteractionMetadata.triggering_interaction_metadata:type_name -> kubecord.discord.v1.MessageInteractionMetadata
+	32, // 40: kubecord.discord.v1.MessageInteractionMetadata.target_user:type_name -> kubecord.discord.v1.User
+	32, // 41: kubecord.discord.v1.MessageInteraction.user:type_name -> kubecord.discord.v1.User
+	41, // 42: kubecord.discord.v1.MessageInteraction.member:type_name -> kubecord.discord.v1.Member
+	19, // 43: kubecord.discord.v1.Poll.question:type_name -> kubecord.discord.v1.PollMedia
+	20, // 44: kubecord.discord.v1.Poll.answers:type_name -> kubecord.discord.v1.PollAnswer
+	33, // 45: kubecord.discord.v1.Poll.expiry:type_name -> google.protobuf.Timestamp
+	21, // 46: kubecord.discord.v1.Poll.results:type_name -> kubecord.discord.v1.PollResults
+	40, // 47: kubecord.discord.v1.PollMedia.emoji:type_name -> kubecord.discord.v1.Emoji
+	19, // 48: kubecord.discord.v1.PollAnswer.poll_media:type_name -> kubecord.discord.v1.PollMedia
+	22, // 49: kubecord.discord.v1.PollResults.answer_counts:type_name -> kubecord.discord.v1.PollAnswerCount
+	33, // 50: kubecord.discord.v1.MessageCall.ended_timestamp:type_name -> google.protobuf.Timestamp
+	26, // 51: kubecord.discord.v1.Resolved.users:type_name -> kubecord.discord.v1.Resolved.UsersEntry
+	27, // 52: kubecord.discord.v1.Resolved.members:type_name -> kubecord.discord.v1.Resolved.MembersEntry
+	28, // 53: kubecord.discord.v1.Resolved.roles:type_name -> kubecord.discord.v1.Resolved.RolesEntry
+	29, // 54: kubecord.discord.v1.Resolved.channels:type_name -> kubecord.discord.v1.Resolved.ChannelsEntry
+	30, // 55: kubecord.discord.v1.Resolved.messages:type_name -> kubecord.discord.v1.Resolved.MessagesEntry
+	31, // 56: kubecord.discord.v1.Resolved.attachments:type_name -> kubecord.discord.v1.Resolved.AttachmentsEntry
+	32, // 57: kubecord.discord.v1.Resolved.UsersEntry.value:type_name -> kubecord.discord.v1.User
+	41, // 58: kubecord.discord.v1.Resolved.MembersEntry.value:type_name -> kubecord.discord.v1.Member
+	42, // 59: kubecord.discord.v1.Resolved.RolesEntry.value:type_name -> kubecord.discord.v1.Role
+	36, // 60: kubecord.discord.v1.Resolved.ChannelsEntry.value:type_name -> kubecord.discord.v1.Channel
+	0,  // 61: kubecord.discord.v1.Resolved.MessagesEntry.value:type_name -> kubecord.discord.v1.Message
+	2,  // 62: kubecord.discord.v1.Resolved.AttachmentsEntry.value:type_name -> kubecord.discord.v1.Attachment
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_kubecord_discord_v1_message_proto_init() }
@@ -2427,6 +2636,7 @@ func file_kubecord_discord_v1_message_proto_init() {
 	file_kubecord_discord_v1_component_proto_init()
 	file_kubecord_discord_v1_emoji_proto_init()
 	file_kubecord_discord_v1_member_proto_init()
+	file_kubecord_discord_v1_role_proto_init()
 	file_kubecord_discord_v1_user_proto_init()
 	file_kubecord_discord_v1_message_proto_msgTypes[0].OneofWrappers = []any{}
 	file_kubecord_discord_v1_message_proto_msgTypes[2].OneofWrappers = []any{}
@@ -2444,7 +2654,7 @@ func file_kubecord_discord_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubecord_discord_v1_message_proto_rawDesc), len(file_kubecord_discord_v1_message_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,7 +9,6 @@ package discordv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -220,7 +219,6 @@ type AvatarDecorationData struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Asset         string                 `protobuf:"bytes,1,opt,name=asset,proto3" json:"asset,omitempty"`
 	SkuId         uint64                 `protobuf:"fixed64,2,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,13 +265,6 @@ func (x *AvatarDecorationData) GetSkuId() uint64 {
 		return x.SkuId
 	}
 	return 0
-}
-
-func (x *AvatarDecorationData) GetExpiresAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.ExpiresAt
-	}
-	return nil
 }
 
 // Collectibles are the cosmetic items a user has equipped.
@@ -328,7 +319,6 @@ type Nameplate struct {
 	Asset         string                 `protobuf:"bytes,2,opt,name=asset,proto3" json:"asset,omitempty"`
 	Label         string                 `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
 	Palette       string                 `protobuf:"bytes,4,opt,name=palette,proto3" json:"palette,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,13 +379,6 @@ func (x *Nameplate) GetPalette() string {
 		return x.Palette
 	}
 	return ""
-}
-
-func (x *Nameplate) GetExpiresAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.ExpiresAt
-	}
-	return nil
 }
 
 // PrimaryGuild is the server tag a user displays.
@@ -471,7 +454,7 @@ var File_kubecord_discord_v1_user_proto protoreflect.FileDescriptor
 
 const file_kubecord_discord_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x1ekubecord/discord/v1/user.proto\x12\x13kubecord.discord.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x06\n" +
+	"\x1ekubecord/discord/v1/user.proto\x12\x13kubecord.discord.v1\"\x87\x06\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12$\n" +
@@ -499,21 +482,19 @@ const file_kubecord_discord_v1_user_proto_rawDesc = "" +
 	"\a_avatarB\t\n" +
 	"\a_bannerB\x0f\n" +
 	"\r_accent_colorB\b\n" +
-	"\x06_email\"~\n" +
+	"\x06_email\"U\n" +
 	"\x14AvatarDecorationData\x12\x14\n" +
 	"\x05asset\x18\x01 \x01(\tR\x05asset\x12\x15\n" +
-	"\x06sku_id\x18\x02 \x01(\x06R\x05skuId\x129\n" +
-	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"L\n" +
+	"\x06sku_id\x18\x02 \x01(\x06R\x05skuIdJ\x04\b\x03\x10\x04R\n" +
+	"expires_at\"L\n" +
 	"\fCollectibles\x12<\n" +
-	"\tnameplate\x18\x01 \x01(\v2\x1e.kubecord.discord.v1.NameplateR\tnameplate\"\xa3\x01\n" +
+	"\tnameplate\x18\x01 \x01(\v2\x1e.kubecord.discord.v1.NameplateR\tnameplate\"z\n" +
 	"\tNameplate\x12\x15\n" +
 	"\x06sku_id\x18\x01 \x01(\x06R\x05skuId\x12\x14\n" +
 	"\x05asset\x18\x02 \x01(\tR\x05asset\x12\x14\n" +
 	"\x05label\x18\x03 \x01(\tR\x05label\x12\x18\n" +
-	"\apalette\x18\x04 \x01(\tR\apalette\x129\n" +
-	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc3\x01\n" +
+	"\apalette\x18\x04 \x01(\tR\apaletteJ\x04\b\x05\x10\x06R\n" +
+	"expires_at\"\xc3\x01\n" +
 	"\fPrimaryGuild\x12*\n" +
 	"\x11identity_guild_id\x18\x01 \x01(\x06R\x0fidentityGuildId\x12.\n" +
 	"\x10identity_enabled\x18\x02 \x01(\bH\x00R\x0fidentityEnabled\x88\x01\x01\x12\x15\n" +
@@ -538,25 +519,22 @@ func file_kubecord_discord_v1_user_proto_rawDescGZIP() []byte {
 
 var file_kubecord_discord_v1_user_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_kubecord_discord_v1_user_proto_goTypes = []any{
-	(*User)(nil),                  // 0: kubecord.discord.v1.User
-	(*AvatarDecorationData)(nil),  // 1: kubecord.discord.v1.AvatarDecorationData
-	(*Collectibles)(nil),          // 2: kubecord.discord.v1.Collectibles
-	(*Nameplate)(nil),             // 3: kubecord.discord.v1.Nameplate
-	(*PrimaryGuild)(nil),          // 4: kubecord.discord.v1.PrimaryGuild
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*User)(nil),                 // 0: kubecord.discord.v1.User
+	(*AvatarDecorationData)(nil), // 1: kubecord.discord.v1.AvatarDecorationData
+	(*Collectibles)(nil),         // 2: kubecord.discord.v1.Collectibles
+	(*Nameplate)(nil),            // 3: kubecord.discord.v1.Nameplate
+	(*PrimaryGuild)(nil),         // 4: kubecord.discord.v1.PrimaryGuild
 }
 var file_kubecord_discord_v1_user_proto_depIdxs = []int32{
 	1, // 0: kubecord.discord.v1.User.avatar_decoration_data:type_name -> kubecord.discord.v1.AvatarDecorationData
 	2, // 1: kubecord.discord.v1.User.collectibles:type_name -> kubecord.discord.v1.Collectibles
 	4, // 2: kubecord.discord.v1.User.primary_guild:type_name -> kubecord.discord.v1.PrimaryGuild
-	5, // 3: kubecord.discord.v1.AvatarDecorationData.expires_at:type_name -> google.protobuf.Timestamp
-	3, // 4: kubecord.discord.v1.Collectibles.nameplate:type_name -> kubecord.discord.v1.Nameplate
-	5, // 5: kubecord.discord.v1.Nameplate.expires_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 3: kubecord.discord.v1.Collectibles.nameplate:type_name -> kubecord.discord.v1.Nameplate
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_kubecord_discord_v1_user_proto_init() }
