@@ -453,7 +453,7 @@ func intValue(f *field, text []byte, quoted bool) (protoreflect.Value, error) {
 	case !neg && u <= math.MaxInt64:
 		i = int64(u)
 	case neg && u <= 1<<63:
-		i = -int64(u - 1) - 1
+		i = -int64(u-1) - 1
 	default:
 		return bad()
 	}
