@@ -2,6 +2,8 @@ package discordjson
 
 import (
 	"fmt"
+
+	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
 )
 
 // RouteKind says what a routing key's ID identifies.
@@ -37,6 +39,12 @@ func (k RouteKind) String() string {
 type Route struct {
 	Kind RouteKind
 	ID   uint64
+}
+
+// Proto returns the route as the Event envelope's routing key. RouteKind values equal the
+// RoutingKey.Kind numbers.
+func (r Route) Proto() *discordv1.RoutingKey {
+	return &discordv1.RoutingKey{Kind: discordv1.RoutingKey_Kind(r.Kind), Id: r.ID}
 }
 
 // routeSelf says how the top-level "id" of an event's payload is read.
@@ -166,7 +174,7 @@ func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 		return id, err == nil, err
 	}
 	if c != '{' {
-		return 0, false, fmt.Errorf("expected an object, found %s", describeByte(c))
+		return 0, false, mismatch("object", c)
 	}
 	empty, err := s.openObject()
 	if err != nil {
@@ -222,7 +230,7 @@ func readSnowflake(s *scanner, c byte) (uint64, error) {
 		}
 		text = b
 	default:
-		return 0, fmt.Errorf("expected a snowflake string, found %s", describeByte(c))
+		return 0, fmt.Errorf("expected a snowflake string, found %s", typeName(c))
 	}
 	v, ok := parseUint(text)
 	if !ok {
