@@ -272,8 +272,10 @@ type Subscribe struct {
 	// Stable member id (e.g. the pod name) so a reconnecting member keeps its guilds. The server
 	// assigns a random id when empty.
 	MemberId string `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
-	// Discord event names to receive (e.g. "MESSAGE_CREATE"); empty = all. All members of a group
-	// should subscribe to the same names: the group's buffer keeps events any member wants.
+	// Discord event names to receive (e.g. "MESSAGE_CREATE"); empty = all. The first member of a
+	// group with no live members sets the group's filter; a member joining while others are live
+	// must ask for the same names, or the stream fails with FAILED_PRECONDITION (one filter per
+	// group keeps "each event to exactly one member" and per-guild order meaningful).
 	EventNames []string `protobuf:"bytes,3,rep,name=event_names,json=eventNames,proto3" json:"event_names,omitempty"`
 	// Initial credit: deliveries in flight (not yet acked or nacked) at most. 0 means the
 	// server's default (256).

@@ -55,9 +55,13 @@ type GatewayServiceClient interface {
 	// Credit grants more). The client acks each delivery once handled. When the stream ends,
 	// unacked deliveries are redelivered to the other members of the group. The server may also
 	// send Gap (events lost to a buffer overflow) and Heartbeat (so idle streams are kept alive and
-	// dead ones detected). Errors: INVALID_ARGUMENT when the first message is not a valid
-	// Subscribe, FAILED_PRECONDITION when the member id is already connected, UNAVAILABLE while
-	// the pod is draining.
+	// dead ones detected). A Subscribe with the member id of a member that is still connected
+	// takes over: the old stream ends with ABORTED and its unacked deliveries go to the new stream
+	// as redeliveries (a restarted pod keeps its name and its guilds). A member that leaves a
+	// delivery unacked beyond the server's ack timeout is evicted the same way. Errors:
+	// INVALID_ARGUMENT when the first message is not a valid Subscribe or a later one is a
+	// Subscribe, FAILED_PRECONDITION when the event names differ from the group's live filter,
+	// UNAVAILABLE while the pod is draining (connect to another pod or retry).
 	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
 	// UpdatePresence sets the bot's presence (gateway opcode 3).
 	//
@@ -234,9 +238,13 @@ type GatewayServiceServer interface {
 	// Credit grants more). The client acks each delivery once handled. When the stream ends,
 	// unacked deliveries are redelivered to the other members of the group. The server may also
 	// send Gap (events lost to a buffer overflow) and Heartbeat (so idle streams are kept alive and
-	// dead ones detected). Errors: INVALID_ARGUMENT when the first message is not a valid
-	// Subscribe, FAILED_PRECONDITION when the member id is already connected, UNAVAILABLE while
-	// the pod is draining.
+	// dead ones detected). A Subscribe with the member id of a member that is still connected
+	// takes over: the old stream ends with ABORTED and its unacked deliveries go to the new stream
+	// as redeliveries (a restarted pod keeps its name and its guilds). A member that leaves a
+	// delivery unacked beyond the server's ack timeout is evicted the same way. Errors:
+	// INVALID_ARGUMENT when the first message is not a valid Subscribe or a later one is a
+	// Subscribe, FAILED_PRECONDITION when the event names differ from the group's live filter,
+	// UNAVAILABLE while the pod is draining (connect to another pod or retry).
 	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
 	// UpdatePresence sets the bot's presence (gateway opcode 3).
 	//
