@@ -1,0 +1,196 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// A made-up token with the shape of a real one; it was never valid.
+const fakeToken = "MTA5ODc2NTQzMjEwOTg3NjU0.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
+
+func TestStringShapes(t *testing.T) {
+	t.Parallel()
+	var r Redactor
+	r.Add("s3cret-shared-value")
+	tests := []struct {
+		name, in, want string
+	}{
+		{"registered secret", "secret is s3cret-shared-value!", "secret is [redacted]!"},
+		{"bot token shape", "token=" + fakeToken + " ok", "token=[redacted] ok"},
+		{"Bot scheme", "sent Bot abc.def to discord", "sent Bot [redacted] to discord"},
+		{"Bearer scheme", "metadata Bearer xyz123", "metadata Bearer [redacted]"},
+		{"authorization header colon", "Authorization: Bot abc", "Authorization: [redacted]"},
+		{"authorization kv", "authorization=hunter2hunter2 next", "authorization=[redacted] next"},
+		{"authorization json", `{"Authorization":"Bot abc","x":1}`, `{"Authorization":"[redacted]","x":1}`},
+		{"http.Header printed", fmt.Sprint(http.Header{"Authorization": {"Bot abc"}}), "map[Authorization:[[redacted]]]"},
+		{"grpc metadata printed", fmt.Sprint(map[string][]string{"authorization": {"Bearer zz"}}), "map[authorization:[[redacted]]]"},
+		{"plain text untouched", "guild 1234 has 56 members", "guild 1234 has 56 members"},
+		{"robot is not a scheme", "robot arms", "robot arms"},
+		{"short dotted text untouched", "v1.2.3 and a.b.c", "v1.2.3 and a.b.c"},
+		{"already redacted stays", "Authorization: [redacted] Bot [redacted]", "Authorization: [redacted] Bot [redacted]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := r.String(tt.in)
+			if got != tt.want {
+				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if again := r.String(got); again != got {
+				t.Errorf("redacting twice changed %q to %q", got, again)
+			}
+		})
+	}
+}
+
+func TestAddEscapedFormsAndShortValues(t *testing.T) {
+	t.Parallel()
+	var r Redactor
+	secret := `we"ird\secret value`
+	r.Add(secret)
+	r.Add("short") // below MinSecretLen: ignored on purpose
+	quoted := fmt.Sprintf("%q", secret)
+	if got := r.String(quoted); strings.Contains(got, "ird") {
+		t.Errorf("Go-quoted secret not redacted: %s", got)
+	}
+	js, err := json.Marshal(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.String(string(js)); strings.Contains(got, "ird") {
+		t.Errorf("JSON-escaped secret not redacted: %s", got)
+	}
+	if got := r.String("a short word"); got != "a short word" {
+		t.Errorf("short value was redacted: %q", got)
+	}
+}
+
+func TestAddLongestFirst(t *testing.T) {
+	t.Parallel()
+	var r Redactor
+	r.Add("abcdefgh")
+	r.Add("abcdefghijklmnop")
+	if got := r.String("x abcdefghijklmnop y"); got != "x [redacted] y" {
+		t.Errorf("got %q, want the longer secret replaced whole", got)
+	}
+}
+
+type creds struct {
+	User  string
+	Token string
+}
+
+type valuer struct{ tok string }
+
+func (v valuer) LogValue() slog.Value { return slog.StringValue("tok " + v.tok) }
+
+func TestLoggerCannotLeak(t *testing.T) {
+	t.Parallel()
+	const registered = "registered-shared-secret-42"
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			var r Redactor
+			r.Add(registered)
+			var buf bytes.Buffer
+			var h slog.Handler
+			if format == "json" {
+				h = slog.NewJSONHandler(r.Writer(&buf), nil)
+			} else {
+				h = slog.NewTextHandler(r.Writer(&buf), nil)
+			}
+			// Handler only (no writer) must be enough on its own, too.
+			var bufHandlerOnly bytes.Buffer
+			hOnly := r.Handler(slog.NewJSONHandler(&bufHandlerOnly, nil))
+			for _, logger := range []*slog.Logger{slog.New(r.Handler(h)), slog.New(hOnly)} {
+				logger.Info("message carries " + fakeToken + " and " + registered)
+				logger.Info("attr", "token", fakeToken, "secret", registered)
+				logger.Info("group", slog.Group("outer", slog.Group("inner", "t", fakeToken, "s", registered)))
+				logger.Error("error", "err", fmt.Errorf("dialing: %w", errors.New("bad token "+fakeToken+" "+registered)))
+				logger.Info("struct", "creds", creds{User: "u", Token: registered}, "ptr", &creds{Token: fakeToken})
+				logger.Info("valuer", "v", valuer{tok: registered})
+				logger.With("pre", registered, slog.Group("g", "t", fakeToken)).WithGroup("grp").Info("with", "k", registered)
+				logger.Info("header", "h", http.Header{"Authorization": {"Bot abcdef"}})
+				logger.Info("key", registered, 1)
+			}
+			for name, out := range map[string]string{"handler+writer": buf.String(), "handler only": bufHandlerOnly.String()} {
+				for _, leak := range []string{fakeToken, registered, "abcdef", "GhIjKl"} {
+					if strings.Contains(out, leak) {
+						t.Errorf("%s output leaks %q:\n%s", name, leak, out)
+					}
+				}
+				if n := strings.Count(out, Placeholder); n < 15 {
+					t.Errorf("%s output has %d placeholders, want at least 15:\n%s", name, n, out)
+				}
+			}
+		})
+	}
+}
+
+func TestPackageLevel(t *testing.T) {
+	// Not parallel: registers a secret in the process-wide Redactor.
+	Add("package-level-secret-value")
+	if got := String("x package-level-secret-value"); got != "x [redacted]" {
+		t.Errorf("String = %q", got)
+	}
+	var buf bytes.Buffer
+	slog.New(NewHandler(slog.NewTextHandler(NewWriter(&buf), nil))).Info("package-level-secret-value")
+	if strings.Contains(buf.String(), "package-level-secret-value") {
+		t.Errorf("leak: %s", buf.String())
+	}
+	if Default() != &global {
+		t.Error("Default is not the process-wide Redactor")
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestWriterError(t *testing.T) {
+	t.Parallel()
+	var r Redactor
+	if _, err := r.Writer(failWriter{}).Write([]byte("x")); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("Write error = %v, want the underlying error wrapped", err)
+	}
+}
+
+func FuzzString(f *testing.F) {
+	for _, s := range []string{
+		"", "plain", fakeToken, "Bot x", "Authorization: Bearer y", `{"authorization":"x"}`,
+		"map[Authorization:[Bot z]]", "fuzz-secret-value", "[redacted]", "authorization=[redacted",
+	} {
+		f.Add(s)
+	}
+	var r Redactor
+	r.Add("fuzz-secret-value")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := r.String(s)
+		if strings.Contains(out, "fuzz-secret-value") {
+			t.Errorf("registered secret survives: %q -> %q", s, out)
+		}
+		if tokenShape.MatchString(out) {
+			t.Errorf("token shape survives: %q -> %q", s, out)
+		}
+		if again := r.String(out); again != out {
+			t.Errorf("not idempotent: %q -> %q -> %q", s, out, again)
+		}
+	})
+}
+
+func BenchmarkString(b *testing.B) {
+	var r Redactor
+	r.Add("registered-shared-secret-42")
+	line := `time=2026-11-22T22:00:00Z level=INFO msg="finished call" grpc.service=kubecord.rest.v1.RestService grpc.method=Do grpc.code=OK grpc.time_ms=0.35 peer.address=127.0.0.1:53422` + "\n"
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.String(line)
+	}
+}
