@@ -26,7 +26,8 @@ const (
 type RoutingKey_Kind int32
 
 const (
-	// No key: the event is not tied to a guild, channel or user (e.g. READY); any member may get it.
+	// No key: the event is not tied to a guild, channel or user (READY, RESUMED, USER_UPDATE);
+	// it is routed by its shard, so a shard's keyless events stay in order.
 	RoutingKey_KIND_UNSPECIFIED RoutingKey_Kind = 0
 	// id is a guild id.
 	RoutingKey_KIND_GUILD RoutingKey_Kind = 1
