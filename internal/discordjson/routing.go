@@ -1,6 +1,7 @@
 package discordjson
 
 import (
+	"bytes"
 	"fmt"
 
 	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
@@ -64,8 +65,8 @@ var routeSelf = map[string]RouteKind{
 // RoutingKey reads the routing key of the dispatch named name from its raw payload d, looking
 // only at top-level keys (and "id" inside a top-level "user"), and skipping everything else
 // without decoding it. It stops as soon as it has the best possible key. It returns a Route of
-// kind RouteNone when d names nothing to route by, and an error when d is malformed or an id in
-// it is not a snowflake.
+// kind RouteNone when d names nothing to route by, and an error only when d is not well-formed
+// JSON. Ids that are not snowflakes are passed over: the decoder reports those.
 func RoutingKey(name string, d []byte) (Route, error) {
 	r, err := routingKey(name, d)
 	if err != nil {
@@ -121,7 +122,7 @@ func routingKey(name string, d []byte) (Route, error) {
 		} else {
 			id, ok, err := readRouteID(&s, nested)
 			if err != nil {
-				return Route{}, fmt.Errorf(".%s: %w", routeKeyName(kind, nested), err)
+				return Route{}, err
 			}
 			if ok && !have[kind] {
 				found[kind], have[kind] = id, true
@@ -147,34 +148,20 @@ func routingKey(name string, d []byte) (Route, error) {
 	return Route{}, nil
 }
 
-func routeKeyName(kind RouteKind, nested bool) string {
-	switch {
-	case nested:
-		return "user.id"
-	case kind == RouteGuild:
-		return "guild_id"
-	case kind == RouteChannel:
-		return "channel_id"
-	}
-	return "user_id"
-}
-
 // readRouteID reads a snowflake value, or with nested the "id" of an object, skipping the rest.
-// ok is false for null.
+// ok is false when there is no usable id: null, or a value that is not a snowflake. Such values
+// are not errors here because routing must not fail on payloads the decoder would accept (the
+// key may not even be part of that event's schema); the decoder reports them where they matter.
 func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 	c, err := s.next()
 	if err != nil {
 		return 0, false, err
 	}
-	if c == 'n' {
-		return 0, false, s.literal("null")
-	}
 	if !nested {
-		id, err := readSnowflake(s, c)
-		return id, err == nil, err
+		return readLenientSnowflake(s, c)
 	}
 	if c != '{' {
-		return 0, false, mismatch("object", c)
+		return 0, false, s.skipValue(1)
 	}
 	empty, err := s.openObject()
 	if err != nil {
@@ -190,15 +177,8 @@ func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 			if err != nil {
 				return 0, false, err
 			}
-			if c == 'n' {
-				if err := s.literal("null"); err != nil {
-					return 0, false, err
-				}
-			} else {
-				if id, err = readSnowflake(s, c); err != nil {
-					return 0, false, err
-				}
-				ok = true
+			if id, ok, err = readLenientSnowflake(s, c); err != nil {
+				return 0, false, err
 			}
 		} else if err := s.skipValue(2); err != nil {
 			return 0, false, err
@@ -210,6 +190,40 @@ func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 		empty = closed
 	}
 	return id, ok, nil
+}
+
+// readLenientSnowflake reads a value that should be a snowflake, with ok false (and no error)
+// when it is well-formed JSON of another kind.
+func readLenientSnowflake(s *scanner, c byte) (uint64, bool, error) {
+	var text []byte
+	switch {
+	case c == '"':
+		// skipString rather than readString: a string the decoder would skip must not fail here
+		// for its UTF-8.
+		start := s.pos
+		if err := s.skipString(); err != nil {
+			return 0, false, err
+		}
+		text = s.data[start+1 : s.pos-1]
+		if bytes.IndexByte(text, '\\') >= 0 {
+			sub := scanner{data: s.data[start:s.pos]}
+			b, err := sub.readString()
+			if err != nil {
+				return 0, false, nil
+			}
+			text = b
+		}
+	case c == '-' || ('0' <= c && c <= '9'):
+		b, _, err := s.readNumber()
+		if err != nil {
+			return 0, false, err
+		}
+		text = b
+	default:
+		return 0, false, s.skipValue(2)
+	}
+	v, ok := parseUint(text)
+	return v, ok, nil
 }
 
 // readSnowflake reads a snowflake sent as a string (Discord's form) or as a number (the form of
