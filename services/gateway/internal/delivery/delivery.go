@@ -30,10 +30,11 @@
 //
 // # Filters
 //
-// A group subscribes to a set of event names (empty means all). The first member to join a
-// group with no live members sets the filter; a member joining while others are live must
-// ask for the same set, or is refused with ErrFilterConflict. One filter per group keeps
-// "each event to exactly one member" meaningful and per-key order intact across event types.
+// A group subscribes to a set of event names and a set of shards (empty means all). The
+// first member to join a group with no live members sets the filter; a member joining while
+// others are live must ask for the same sets, or is refused with ErrFilterConflict. One
+// filter per group keeps "each event to exactly one member" meaningful and per-key order
+// intact across event types. Events buffered under a previous filter are still delivered.
 //
 // # Bounded buffers and gaps
 //
@@ -78,6 +79,9 @@ type Event struct {
 	Payload []byte
 	// ReceivedAt is when the shard read the frame; it dates the buffer's oldest event.
 	ReceivedAt time.Time
+	// Ext is the publisher's own data about the event (the hub ignores it), e.g. other
+	// encodings of it prepared lazily for some consumers.
+	Ext any
 }
 
 // routingKey is the key the hub hashes. Keyless events get a per-shard key whose high bits
@@ -92,7 +96,8 @@ func (ev *Event) routingKey() uint64 {
 // Delivery is an event handed to one member.
 type Delivery struct {
 	Event *Event
-	// Tag identifies this delivery for Member.Ack. A redelivery gets a new tag.
+	// Tag identifies this delivery for Member.Ack and Member.Nack: unique in the hub's
+	// lifetime. A redelivery gets a new tag.
 	Tag uint64
 	// Attempt counts deliveries of this event to the group, starting at 1.
 	Attempt uint32
@@ -122,6 +127,14 @@ type Item struct {
 // GapReasonOverflow is the Gap.Reason for events dropped because the group's buffer was full.
 const GapReasonOverflow = "buffer_overflow"
 
+// Nack dispositions, see Member.Nack.
+const (
+	// Requeue delivers the events again, to the member owning their keys, attempt + 1.
+	Requeue = true
+	// Reject drops the events: counted as rejected, settled for the watermark.
+	Reject = false
+)
+
 // Errors returned by the hub. Callers map them to gRPC codes.
 var (
 	// ErrInvalid wraps every refused argument (empty group name, bad credit...).
@@ -133,6 +146,8 @@ var (
 	ErrHubClosed = errors.New("delivery hub closed")
 	// ErrMemberClosed is returned by a member's methods after it left.
 	ErrMemberClosed = errors.New("member left the group")
+	// ErrMemberExists refuses a join whose member id is live in the group (without Replace).
+	ErrMemberExists = errors.New("member id already connected to the group")
 	// ErrReplaced ends a member whose id was taken over by a new subscription.
 	ErrReplaced = errors.New("member replaced by a new subscription with the same id")
 	// ErrAckTimeout ends a member that held an event unacked longer than Config.AckTimeout.

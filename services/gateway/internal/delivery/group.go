@@ -35,8 +35,9 @@ type group struct {
 	name string
 
 	mu         sync.Mutex
-	filter     []string // sorted; nil = every event
-	filterSet  map[string]struct{}
+	filter     groupFilter
+	nameSet    map[string]struct{} // nil = every event
+	shardSet   map[int]struct{}    // nil = every shard
 	members    map[string]*Member
 	live       []*Member // sorted by id
 	keys       map[uint64]*keyState
@@ -45,38 +46,76 @@ type group struct {
 	bytes      int64
 	orphanGaps []Gap // gaps to announce to the next member, when none was live
 	emptySince time.Time
-	nextTag    uint64
 
-	delivered, redelivered, acked, lost, filtered uint64
+	delivered, redelivered, acked, lost, filtered, rejected uint64
 }
 
-func newGroup(h *Hub, name string, filter []string) *group {
+// groupFilter is what a group subscribes to: sorted, deduplicated; nil means all.
+type groupFilter struct {
+	names  []string
+	shards []int
+}
+
+func (f groupFilter) equal(o groupFilter) bool {
+	return slices.Equal(f.names, o.names) && slices.Equal(f.shards, o.shards)
+}
+
+func (f groupFilter) String() string {
+	s := "all events"
+	if len(f.names) > 0 {
+		s = "events [" + strings.Join(f.names, ",") + "]"
+	}
+	if len(f.shards) > 0 {
+		s += fmt.Sprintf(" of shards %v", f.shards)
+	}
+	return s
+}
+
+func newGroup(h *Hub, name string, filter groupFilter) *group {
 	g := &group{hub: h, name: name, members: map[string]*Member{}, keys: map[uint64]*keyState{}, emptySince: time.Now()}
 	g.setFilter(filter)
 	return g
 }
 
-func (g *group) setFilter(filter []string) {
-	g.filter = filter
-	g.filterSet = nil
-	if filter != nil {
-		g.filterSet = make(map[string]struct{}, len(filter))
-		for _, n := range filter {
-			g.filterSet[n] = struct{}{}
+func (g *group) setFilter(f groupFilter) {
+	g.filter = f
+	g.nameSet, g.shardSet = nil, nil
+	if f.names != nil {
+		g.nameSet = make(map[string]struct{}, len(f.names))
+		for _, n := range f.names {
+			g.nameSet[n] = struct{}{}
 		}
 	}
+	if f.shards != nil {
+		g.shardSet = make(map[int]struct{}, len(f.shards))
+		for _, s := range f.shards {
+			g.shardSet[s] = struct{}{}
+		}
+	}
+}
+
+func (g *group) wants(ev *Event) bool {
+	if g.nameSet != nil {
+		if _, ok := g.nameSet[ev.Name]; !ok {
+			return false
+		}
+	}
+	if g.shardSet != nil {
+		if _, ok := g.shardSet[ev.ID.Shard]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // offer buffers rec for the group, or settles it at once when the filter excludes it.
 func (g *group) offer(rec *record) {
 	g.mu.Lock()
-	if g.filterSet != nil {
-		if _, ok := g.filterSet[rec.ev.Name]; !ok {
-			g.filtered++
-			g.mu.Unlock()
-			rec.release()
-			return
-		}
+	if !g.wants(rec.ev) {
+		g.filtered++
+		g.mu.Unlock()
+		rec.release()
+		return
 	}
 	e := &entry{rec: rec, key: rec.ev.routingKey(), size: int64(len(rec.ev.Payload))}
 	if !g.makeRoom(e.size) {
@@ -276,17 +315,20 @@ func (g *group) reschedule() {
 	}
 }
 
-func (g *group) join(id string, filter []string, maxInFlight int) (*Member, error) {
+func (g *group) join(id string, req JoinRequest, filter groupFilter) (*Member, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := g.members[id]
+	if old != nil && !req.Replace {
+		return nil, fmt.Errorf("%w: member %q of group %q is connected; use another member id, or wait for the old stream to end", ErrMemberExists, id, g.name)
+	}
 	liveOthers := len(g.live)
 	if old != nil {
 		liveOthers--
 	}
-	if liveOthers > 0 && !slices.Equal(filter, g.filter) {
-		return nil, fmt.Errorf("%w: group %q has live members subscribed to %s, this subscription asks for %s; use the same event names or another group",
-			ErrFilterConflict, g.name, describeFilter(g.filter), describeFilter(filter))
+	if liveOthers > 0 && !filter.equal(g.filter) {
+		return nil, fmt.Errorf("%w: group %q has live members subscribed to %s, this subscription asks for %s; use the same filter or another group",
+			ErrFilterConflict, g.name, g.filter, filter)
 	}
 	if old != nil {
 		g.leave(old, ErrReplaced)
@@ -299,7 +341,9 @@ func (g *group) join(id string, filter []string, maxInFlight int) (*Member, erro
 		g:           g,
 		id:          id,
 		seed:        hashString(id),
-		maxInFlight: maxInFlight,
+		maxInFlight: req.MaxInFlight,
+		peer:        req.Peer,
+		connectedAt: time.Now(),
 		inflight:    map[uint64]*entry{},
 		notify:      make(chan struct{}, 1),
 		done:        make(chan struct{}),
@@ -315,13 +359,6 @@ func (g *group) join(id string, filter []string, maxInFlight int) (*Member, erro
 		m.signal()
 	}
 	return m, nil
-}
-
-func describeFilter(f []string) string {
-	if len(f) == 0 {
-		return "all events"
-	}
-	return "[" + strings.Join(f, ",") + "]"
 }
 
 // leave removes m and requeues its unacked events, flagged for redelivery, ahead of later
@@ -346,12 +383,22 @@ func (g *group) leave(m *Member, err error) {
 	m.ready = nil
 	m.gaps = nil
 
-	// Requeue newest first, each to the front, so both orders end up oldest first.
 	held := make([]*entry, 0, len(m.inflight))
 	for _, e := range m.inflight {
 		held = append(held, e)
 	}
 	clear(m.inflight)
+	g.requeue(held)
+	if len(g.live) == 0 {
+		g.emptySince = time.Now()
+	}
+	g.reschedule()
+}
+
+// requeue puts in-flight entries (already removed from their member's map) back at the
+// front of their keys' queues and of the buffer, oldest first, for redelivery.
+func (g *group) requeue(held []*entry) {
+	// Newest first, each to the front, so both orders end up oldest first.
 	slices.SortFunc(held, func(a, b *entry) int { return cmpUint64(b.rec.ord, a.rec.ord) })
 	for _, e := range held {
 		e.member = nil
@@ -364,10 +411,6 @@ func (g *group) leave(m *Member, err error) {
 		g.pushFront(e)
 	}
 	g.enforceBounds()
-	if len(g.live) == 0 {
-		g.emptySince = time.Now()
-	}
-	g.reschedule()
 }
 
 func cmpUint64(a, b uint64) int {
@@ -427,23 +470,27 @@ func (g *group) stats(now time.Time) GroupStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := GroupStats{
-		Name:          g.name,
-		Events:        slices.Clone(g.filter),
-		Buffered:      g.count,
-		BufferedBytes: g.bytes,
-		Delivered:     g.delivered,
-		Redelivered:   g.redelivered,
-		Acked:         g.acked,
-		Lost:          g.lost,
-		Filtered:      g.filtered,
-		EmptySince:    g.emptySince,
+		Name:             g.name,
+		Events:           slices.Clone(g.filter.names),
+		Shards:           slices.Clone(g.filter.shards),
+		Rejected:         g.rejected,
+		MaxBuffered:      g.hub.cfg.MaxBufferedEvents,
+		MaxBufferedBytes: g.hub.cfg.MaxBufferedBytes,
+		Buffered:         g.count,
+		BufferedBytes:    g.bytes,
+		Delivered:        g.delivered,
+		Redelivered:      g.redelivered,
+		Acked:            g.acked,
+		Lost:             g.lost,
+		Filtered:         g.filtered,
+		EmptySince:       g.emptySince,
 	}
 	if g.head != nil {
 		s.OldestAge = now.Sub(g.head.rec.ev.ReceivedAt)
 	}
 	for _, m := range g.live {
 		s.InFlight += len(m.inflight)
-		s.Members = append(s.Members, MemberStats{ID: m.id, MaxInFlight: m.maxInFlight, InFlight: len(m.inflight), Ready: len(m.ready)})
+		s.Members = append(s.Members, MemberStats{ID: m.id, MaxInFlight: m.maxInFlight, InFlight: len(m.inflight), Ready: len(m.ready), ConnectedAt: m.connectedAt, Peer: m.peer})
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -23,6 +24,7 @@ type Hub struct {
 
 	tracks sync.Map // int shard -> *shardTrack
 	ord    atomic.Uint64
+	tags   atomic.Uint64 // delivery tags, unique in the hub's lifetime
 
 	duplicates atomic.Uint64
 
@@ -178,13 +180,20 @@ func (h *Hub) Publish(ev *Event) bool {
 
 // JoinRequest describes a member joining a group.
 type JoinRequest struct {
-	// Group names the group; required, at most 128 bytes.
+	// Group names the group: 1 to 64 characters of [A-Za-z0-9._-].
 	Group string
-	// MemberID names the member; empty assigns one. A live member with the same id is
-	// replaced (its unacked events are redelivered), so a restarted worker can reclaim its id.
+	// MemberID names the member (at most 128 bytes); empty assigns one.
 	MemberID string
+	// Replace lets the join take over a live member with the same id (its unacked events are
+	// redelivered), so a restarted worker can reclaim its id before its old stream is known
+	// dead. Without it such a join fails with ErrMemberExists.
+	Replace bool
 	// Events filters by event name; empty means every event.
 	Events []string
+	// Shards filters by shard; empty means every shard.
+	Shards []int
+	// Peer describes the member's connection, for status.
+	Peer string
 	// MaxInFlight is the member's credit: how many unacked events it may hold (1..Config.MaxInFlight).
 	MaxInFlight int
 }
@@ -193,8 +202,8 @@ var memberSeq atomic.Uint64
 
 // Join adds a member to a group, creating the group if needed.
 func (h *Hub) Join(req JoinRequest) (*Member, error) {
-	if req.Group == "" || len(req.Group) > 128 {
-		return nil, fmt.Errorf("%w: group name must be 1 to 128 bytes, got %d", ErrInvalid, len(req.Group))
+	if !validGroupName(req.Group) {
+		return nil, fmt.Errorf("%w: group name %q must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'", ErrInvalid, req.Group)
 	}
 	if req.MaxInFlight < 1 || req.MaxInFlight > h.cfg.MaxInFlight {
 		return nil, fmt.Errorf("%w: max in flight must be between 1 and %d, got %d", ErrInvalid, h.cfg.MaxInFlight, req.MaxInFlight)
@@ -206,7 +215,7 @@ func (h *Hub) Join(req JoinRequest) (*Member, error) {
 	if id == "" {
 		id = fmt.Sprintf("m-%d-%d", time.Now().UnixNano(), memberSeq.Add(1))
 	}
-	filter := normalizeFilter(req.Events)
+	filter := groupFilter{names: normalizeFilter(req.Events), shards: normalizeFilter(req.Shards)}
 
 	h.mu.Lock()
 	if h.closed {
@@ -220,35 +229,52 @@ func (h *Hub) Join(req JoinRequest) (*Member, error) {
 		h.list = append(h.list, g)
 	}
 	// Holding h.mu across the join keeps the sweeper from expiring g meanwhile.
-	m, err := g.join(id, filter, req.MaxInFlight)
+	m, err := g.join(id, req, filter)
 	h.mu.Unlock()
 	return m, err
 }
 
-func normalizeFilter(names []string) []string {
-	if len(names) == 0 {
+func normalizeFilter[T cmp.Ordered](values []T) []T {
+	if len(values) == 0 {
 		return nil
 	}
-	f := slices.Clone(names)
+	f := slices.Clone(values)
 	slices.Sort(f)
 	return slices.Compact(f)
 }
 
+func validGroupName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // GroupStats is a snapshot of one group, for status RPCs and metrics.
 type GroupStats struct {
-	Name          string
-	Events        []string // the filter; empty = all
-	Members       []MemberStats
-	Buffered      int
-	BufferedBytes int64
-	OldestAge     time.Duration // age of the oldest buffered event; 0 when empty
-	InFlight      int
-	Delivered     uint64 // first deliveries
-	Redelivered   uint64
-	Acked         uint64
-	Lost          uint64
-	Filtered      uint64
-	EmptySince    time.Time // zero while members are live
+	Name             string
+	Events           []string // the event name filter; empty = all
+	Shards           []int    // the shard filter; empty = all
+	Members          []MemberStats
+	Buffered         int
+	BufferedBytes    int64
+	OldestAge        time.Duration // age of the oldest buffered event; 0 when empty
+	InFlight         int
+	Delivered        uint64 // first deliveries
+	Redelivered      uint64
+	Acked            uint64
+	Lost             uint64
+	Filtered         uint64
+	Rejected         uint64 // nacked without requeue
+	MaxBuffered      int
+	MaxBufferedBytes int64
+	EmptySince       time.Time // zero while members are live
 }
 
 // MemberStats is a snapshot of one member.
@@ -257,6 +283,8 @@ type MemberStats struct {
 	MaxInFlight int
 	InFlight    int
 	Ready       int // keys with events waiting for this member
+	ConnectedAt time.Time
+	Peer        string
 }
 
 // Groups returns a snapshot of every group, sorted by name.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -217,6 +218,59 @@ func TestKeyWaitsForPreviousOwnerToAck(t *testing.T) {
 	got := deliveries(takeNow(t, b, 10))
 	if !slices.Equal(seqs(got), []uint64{2}) || got[0].Redelivered {
 		t.Fatalf("b got %+v after a acked, want seq 2 first delivery", got)
+	}
+}
+
+func TestShardFilter(t *testing.T) {
+	t.Parallel()
+	h := newHub(Config{})
+	m := mustJoin(t, h, "bot", "a", 10)
+	if _, err := h.Join(JoinRequest{Group: "bot", MemberID: "b", MaxInFlight: 1, Shards: []int{1}}); !errors.Is(err, ErrFilterConflict) {
+		t.Fatalf("join with a shard filter into an unfiltered group: %v", err)
+	}
+	s1, err := h.Join(JoinRequest{Group: "one", MemberID: "b", MaxInFlight: 10, Shards: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Publish(ev(0, 1, "X", 1))
+	h.Publish(ev(1, 1, "X", 2))
+	if got := deliveries(takeNow(t, m, 10)); len(got) != 2 {
+		t.Errorf("unfiltered group got %d events, want 2", len(got))
+	}
+	got := deliveries(takeNow(t, s1, 10))
+	if len(got) != 1 || got[0].Event.ID.Shard != 1 {
+		t.Errorf("shard-1 group got %+v, want only shard 1's event", got)
+	}
+}
+
+func TestNack(t *testing.T) {
+	t.Parallel()
+	h := newHub(Config{})
+	m := mustJoin(t, h, "bot", "a", 10)
+	for i := 1; i <= 3; i++ {
+		h.Publish(ev(0, uint64(i), "X", 5))
+	}
+	ds := deliveries(takeNow(t, m, 10))
+	if n, err := m.Nack(Requeue, ds[0].Tag); n != 1 || err != nil {
+		t.Fatalf("nack requeue: n=%d err=%v", n, err)
+	}
+	again := deliveries(takeNow(t, m, 10))
+	if len(again) != 1 || again[0].Event.ID.Seq != 1 || !again[0].Redelivered || again[0].Attempt != 2 {
+		t.Fatalf("after requeue got %+v, want seq 1 attempt 2 redelivered", again)
+	}
+	if n, err := m.Nack(Reject, again[0].Tag, ds[1].Tag); n != 2 || err != nil {
+		t.Fatalf("nack reject: n=%d err=%v", n, err)
+	}
+	if wm, _ := h.Watermark(0); wm != 2 {
+		t.Errorf("watermark = %d, want 2 (rejected events are settled)", wm)
+	}
+	ackAll(t, m, ds[2:])
+	st := h.Groups()[0]
+	if st.Rejected != 2 || st.Acked != 1 || st.Lost != 0 {
+		t.Errorf("stats %+v, want 2 rejected, 1 acked, 0 lost", st)
+	}
+	if n, _ := m.Ack(ds[0].Tag); n != 0 {
+		t.Errorf("acking a stale tag settled %d deliveries", n)
 	}
 }
 
@@ -472,7 +526,13 @@ func TestReplaceSameMemberID(t *testing.T) {
 	old := mustJoin(t, h, "bot", "w", 5)
 	h.Publish(ev(0, 1, "X", 1))
 	takeNow(t, old, 5)
-	nw := mustJoin(t, h, "bot", "w", 5)
+	if _, err := h.Join(JoinRequest{Group: "bot", MemberID: "w", MaxInFlight: 5}); !errors.Is(err, ErrMemberExists) {
+		t.Fatalf("join with a live member's id: err = %v, want ErrMemberExists", err)
+	}
+	nw, err := h.Join(JoinRequest{Group: "bot", MemberID: "w", MaxInFlight: 5, Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !errors.Is(old.Err(), ErrReplaced) {
 		t.Errorf("old member err = %v, want ErrReplaced", old.Err())
 	}
@@ -493,7 +553,8 @@ func TestJoinValidation(t *testing.T) {
 		req  JoinRequest
 	}{
 		{"empty group", JoinRequest{MaxInFlight: 1}},
-		{"long group", JoinRequest{Group: string(make([]byte, 129)), MaxInFlight: 1}},
+		{"long group", JoinRequest{Group: strings.Repeat("g", 65), MaxInFlight: 1}},
+		{"bad group characters", JoinRequest{Group: "bot group", MaxInFlight: 1}},
 		{"zero credit", JoinRequest{Group: "g"}},
 		{"credit over cap", JoinRequest{Group: "g", MaxInFlight: 11}},
 		{"long member id", JoinRequest{Group: "g", MaxInFlight: 1, MemberID: string(make([]byte, 129))}},

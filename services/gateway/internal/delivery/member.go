@@ -8,9 +8,11 @@ import (
 
 // Member is one consumer in a group. Next and Ack may be called from different goroutines.
 type Member struct {
-	g    *group
-	id   string
-	seed uint64
+	g           *group
+	id          string
+	seed        uint64
+	peer        string
+	connectedAt time.Time
 
 	// Guarded by g.mu.
 	maxInFlight int
@@ -48,6 +50,15 @@ func (m *Member) signal() {
 	case m.notify <- struct{}{}:
 	default:
 	}
+}
+
+// Notify returns a channel that receives when deliveries or gaps may have become available;
+// pair it with TryNext in a select loop that also waits on other things.
+func (m *Member) Notify() <-chan struct{} { return m.notify }
+
+// TryNext is Next without waiting: it returns what is available now, possibly nothing.
+func (m *Member) TryNext(buf []Item, limit int) ([]Item, error) {
+	return m.take(buf[:0], max(limit, 1))
 }
 
 // Next waits until gaps or deliveries are available within the member's credit and returns
@@ -107,8 +118,7 @@ func (m *Member) take(items []Item, limit int) ([]Item, error) {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		g.nextTag++
-		e.tag = g.nextTag
+		e.tag = g.hub.tags.Add(1)
 		e.attempt++
 		e.member = m
 		e.sentAt = now
@@ -140,6 +150,41 @@ func (m *Member) take(items []Item, limit int) ([]Item, error) {
 // Ack settles the deliveries with the given tags and returns how many were in flight on
 // this member; unknown tags (already acked, or from before a redelivery) are ignored.
 func (m *Member) Ack(tags ...uint64) (int, error) {
+	return m.settle(tags, &m.g.acked)
+}
+
+// Nack gives deliveries back. With Requeue they are delivered again, ahead of later events of
+// their keys, to the member that owns each key (this one, unless membership changed), with
+// their attempt incremented; with Reject they are dropped, counted as rejected, and no longer
+// hold the watermark. It returns how many tags were in flight on this member.
+func (m *Member) Nack(requeue bool, tags ...uint64) (int, error) {
+	if !requeue {
+		return m.settle(tags, &m.g.rejected)
+	}
+	g := m.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m.closed {
+		return 0, ErrMemberClosed
+	}
+	var held []*entry
+	for _, tag := range tags {
+		if e, ok := m.inflight[tag]; ok {
+			delete(m.inflight, tag)
+			held = append(held, e)
+		}
+	}
+	g.requeue(held)
+	for _, e := range held {
+		if ks := g.keys[e.key]; ks != nil {
+			g.schedule(ks)
+		}
+	}
+	return len(held), nil
+}
+
+// settle ends deliveries for good (ack or reject), counting them in counter.
+func (m *Member) settle(tags []uint64, counter *uint64) (int, error) {
 	g := m.g
 	g.mu.Lock()
 	if m.closed {
@@ -161,7 +206,7 @@ func (m *Member) Ack(tags ...uint64) (int, error) {
 			g.schedule(ks)
 			g.maybeForget(ks)
 		}
-		g.acked++
+		*counter++
 		done = append(done, e.rec)
 	}
 	if len(done) > 0 && len(m.ready) > 0 {

@@ -122,6 +122,16 @@ func (md *model) acked(m *Member, d Delivery) {
 	md.held[m]--
 }
 
+func (md *model) nacked(m *Member, d Delivery, requeue bool) {
+	st := md.status[m.Group()][d.Event.ID]
+	md.held[m]--
+	if requeue {
+		st.state, st.holder = stRequeued, nil
+		return
+	}
+	st.state, st.holder = stAcked, nil // settled: rejected counts like an ack for the model
+}
+
 func (md *model) left(m *Member) {
 	for _, st := range md.status[m.Group()] {
 		if st.state == stInFlight && st.holder == m {
@@ -187,7 +197,7 @@ func runRandomized(t *testing.T, seed uint64) {
 				break
 			}
 		}
-		m, err := h.Join(JoinRequest{Group: g, MemberID: id, MaxInFlight: credit, Events: filters[g]})
+		m, err := h.Join(JoinRequest{Group: g, MemberID: id, MaxInFlight: credit, Events: filters[g], Replace: true})
 		if err != nil {
 			t.Fatalf("join: %v", err)
 		}
@@ -243,7 +253,21 @@ func runRandomized(t *testing.T, seed uint64) {
 				}
 			}
 			inflight[m] = slices.Clone(ds[n:])
-		case r < 91:
+		case r < 88 && len(ms) > 0:
+			m := ms[rng.IntN(len(ms))]
+			ds := inflight[m]
+			if len(ds) == 0 {
+				continue
+			}
+			i := rng.IntN(len(ds))
+			d := ds[i]
+			requeue := rng.IntN(2) == 0
+			md.nacked(m, d, requeue) // first: a requeue may overflow and drop, reported through the hook
+			if n, err := m.Nack(requeue, d.Tag); err != nil || n != 1 {
+				t.Fatalf("nack: n=%d err=%v", n, err)
+			}
+			inflight[m] = slices.Delete(ds, i, i+1)
+		case r < 92:
 			join(g)
 		case r < 97 && len(ms) > 0:
 			i := rng.IntN(len(ms))
