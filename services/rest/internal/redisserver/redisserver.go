@@ -1,0 +1,104 @@
+// Package redisserver starts a throwaway redis-server child process for
+// tests: real Redis, never a mock, on a free loopback port.
+package redisserver
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Start runs redis-server on 127.0.0.1 and a free port without persistence,
+// waits until it answers PING, and stops it in t.Cleanup. It returns the
+// address. The test is skipped when redis-server is not installed, unless
+// KUBECORD_REQUIRE_REDIS is set (CI), where it fails instead.
+func Start(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skipf("redis-server not installed: %v", err)
+	}
+	var lastErr error
+	for range 5 {
+		addr, err := start(t, bin)
+		if err == nil {
+			return addr
+		}
+		lastErr = err // most likely the port was taken in between; try another
+	}
+	t.Fatalf("starting redis-server: %v", lastErr)
+	return ""
+}
+
+func start(t testing.TB, bin string) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return "", fmt.Errorf("freeing the port: %w", err)
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("running %s: %w", bin, err)
+	}
+	var waitErr error
+	done := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-done:
+			return "", fmt.Errorf("redis-server exited early: %w", waitErr)
+		default:
+		}
+		if ping(addr) == nil {
+			t.Cleanup(stop)
+			return addr, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", fmt.Errorf("redis-server on %s did not answer PING within 10s", addr)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for readiness with a deadline
+	}
+}
+
+func ping(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("unexpected PING answer %q", line)
+	}
+	return nil
+}
