@@ -1,0 +1,339 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
+	"github.com/kubecord/kubecord/internal/runtime"
+)
+
+// consumers keeps one Consume stream open to every gateway pod.
+type consumers struct {
+	b        *Bot
+	d        *dispatcher
+	names    []string
+	draining atomic.Bool
+	stop     chan struct{} // closed when the drain starts
+
+	mu     sync.Mutex
+	active map[*stream]struct{}
+	wg     sync.WaitGroup
+}
+
+func newConsumers(b *Bot, d *dispatcher, names []string) *consumers {
+	return &consumers{b: b, d: d, names: names, stop: make(chan struct{}), active: map[*stream]struct{}{}}
+}
+
+// run consumes until ctx ends, then drains: stop taking events, finish the
+// accepted ones, flush their acks, close the streams. Events received but not
+// accepted stay unacked and the gateway redelivers them to other members.
+func (c *consumers) run(ctx context.Context) error {
+	// Streams outlive ctx by the drain, so they get their own context.
+	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer scancel()
+
+	var conns []*grpc.ClientConn
+	defer func() {
+		for _, cc := range conns {
+			_ = cc.Close()
+		}
+	}()
+	for _, target := range c.b.cfg.gateways {
+		if host, ok := strings.CutPrefix(target, "dns:///"); ok {
+			c.wg.Add(1)
+			go c.discover(sctx, host)
+			continue
+		}
+		cc, err := runtime.Dial(target, c.b.cfg.client)
+		if err != nil {
+			return fmt.Errorf("kubecord sdk: gateway %s: %w", target, err)
+		}
+		conns = append(conns, cc)
+		c.wg.Add(1)
+		go c.loop(sctx, target, cc)
+	}
+	c.b.log.Info("worker running", "gateways", c.b.cfg.gateways, "events", c.names)
+
+	<-ctx.Done()
+	c.b.log.Info("draining: finishing accepted events")
+	c.draining.Store(true)
+	close(c.stop)
+	handled := make(chan struct{})
+	go func() { c.d.close(); close(handled) }()
+	select {
+	case <-handled:
+	case <-time.After(c.b.cfg.drainTimeout):
+		c.b.log.Warn("drain timed out: cancelling handlers", "timeout", c.b.cfg.drainTimeout)
+		c.d.abort()
+		<-handled
+	}
+	// Every accepted event is acked (or nacked) by now: flush and leave.
+	c.mu.Lock()
+	for s := range c.active {
+		s.shutdown()
+	}
+	c.mu.Unlock()
+	left := make(chan struct{})
+	go func() { c.wg.Wait(); close(left) }()
+	select {
+	case <-left:
+	case <-time.After(5 * time.Second):
+		scancel()
+		<-left
+	}
+	c.b.log.Info("drained")
+	return nil
+}
+
+// discover follows a DNS name and keeps a stream to every address it
+// resolves to.
+func (c *consumers) discover(ctx context.Context, hostport string) {
+	defer c.wg.Done()
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		c.b.log.Error("gateway address: want dns:///name:port", "target", hostport, "err", err)
+		return
+	}
+	type peer struct {
+		cc     *grpc.ClientConn
+		cancel context.CancelFunc
+	}
+	peers := map[string]peer{}
+	defer func() {
+		for _, p := range peers {
+			p.cancel()
+			_ = p.cc.Close()
+		}
+	}()
+	tick := time.NewTicker(c.b.cfg.resolveInterval)
+	defer tick.Stop()
+	for {
+		addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+		if err != nil {
+			c.b.log.Warn("resolving gateways", "name", host, "err", err)
+		}
+		seen := map[string]bool{}
+		for _, a := range addrs {
+			target := net.JoinHostPort(a, port)
+			seen[target] = true
+			if _, ok := peers[target]; ok || c.draining.Load() {
+				continue
+			}
+			cc, err := runtime.Dial(target, c.b.cfg.client)
+			if err != nil {
+				c.b.log.Error("gateway", "target", target, "err", err)
+				continue
+			}
+			pctx, cancel := context.WithCancel(ctx)
+			peers[target] = peer{cc: cc, cancel: cancel}
+			c.wg.Add(1)
+			go c.loop(pctx, target, cc)
+			c.b.log.Info("gateway discovered", "target", target)
+		}
+		if err == nil {
+			for t, p := range peers {
+				if !seen[t] {
+					p.cancel()
+					_ = p.cc.Close()
+					delete(peers, t)
+					c.b.log.Info("gateway gone", "target", t)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// loop keeps a stream to one gateway pod open, reconnecting with backoff.
+func (c *consumers) loop(ctx context.Context, target string, cc *grpc.ClientConn) {
+	defer c.wg.Done()
+	client := gatewayv1.NewGatewayServiceClient(cc)
+	backoff := 100 * time.Millisecond
+	for {
+		started := time.Now()
+		err := c.consume(ctx, target, client)
+		if c.draining.Load() || ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		c.b.log.Warn("gateway stream ended; reconnecting", "target", target, "err", err, "in", backoff)
+		t := time.NewTimer(backoff + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-c.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// consume runs one Consume stream until it ends.
+func (c *consumers) consume(ctx context.Context, target string, client gatewayv1.GatewayServiceClient) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := client.Consume(sctx)
+	if err != nil {
+		return err
+	}
+	sub := &gatewayv1.Subscribe{
+		Group:       c.b.cfg.group,
+		MemberId:    c.b.cfg.memberID,
+		EventNames:  c.names,
+		MaxInFlight: c.b.cfg.maxInFlight,
+		ShardIds:    c.b.cfg.shardIDs,
+	}
+	if err := st.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: sub}}); err != nil {
+		return fmt.Errorf("subscribing: %w", err)
+	}
+	first, err := st.Recv()
+	if err != nil {
+		if status.Code(err) == codes.FailedPrecondition || status.Code(err) == codes.InvalidArgument {
+			c.b.log.Error("gateway refused the subscription", "target", target, "err", err)
+		}
+		return fmt.Errorf("waiting for Subscribed: %w", err)
+	}
+	subd := first.GetSubscribed()
+	if subd == nil {
+		return errors.New("gateway answered the subscription without Subscribed")
+	}
+	c.b.log.Info("joined group", "target", target, "gateway", subd.GetGatewayId(), "shards", len(subd.GetShardIds()))
+
+	s := newStream(st, c.b)
+	c.mu.Lock()
+	c.active[s] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.active, s)
+		c.mu.Unlock()
+		s.shutdown()
+		<-s.sent
+	}()
+	go s.sender()
+
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("gateway closed the stream")
+			}
+			return err
+		}
+		switch k := msg.GetKind().(type) {
+		case *gatewayv1.ConsumeResponse_Delivery:
+			if c.draining.Load() {
+				continue // left unacked: redelivered to another member
+			}
+			redelivered := "false"
+			if k.Delivery.GetRedelivered() {
+				redelivered = "true"
+			}
+			c.b.metrics.deliveries.WithLabelValues(redelivered).Inc()
+			if !c.d.submit(work{d: k.Delivery, s: s}, c.stop) {
+				continue
+			}
+		case *gatewayv1.ConsumeResponse_Gap:
+			c.b.metrics.lost.Add(float64(k.Gap.GetLost()))
+			c.b.log.Error("gateway lost events for this group (buffer overflow or reset)", "target", target,
+				"lost", k.Gap.GetLost(), "reason", k.Gap.GetReason().String())
+		case *gatewayv1.ConsumeResponse_Heartbeat, *gatewayv1.ConsumeResponse_Subscribed:
+		}
+	}
+}
+
+// stream is one Consume stream's send side: acks and nacks are batched by a
+// single sender goroutine (gRPC streams allow one sender at a time).
+type stream struct {
+	st   gatewayv1.GatewayService_ConsumeClient
+	b    *Bot
+	wake chan struct{}
+	sent chan struct{} // closed when the sender has finished
+
+	mu     sync.Mutex
+	acks   []uint64
+	nacks  []*gatewayv1.Nack
+	closed bool
+}
+
+func newStream(st gatewayv1.GatewayService_ConsumeClient, b *Bot) *stream {
+	return &stream{st: st, b: b, wake: make(chan struct{}, 1), sent: make(chan struct{})}
+}
+
+func (s *stream) ack(id uint64) {
+	s.mu.Lock()
+	s.acks = append(s.acks, id)
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *stream) nack(id uint64, reason string) {
+	s.mu.Lock()
+	s.nacks = append(s.nacks, &gatewayv1.Nack{DeliveryIds: []uint64{id}, Requeue: true, Reason: reason})
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *stream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown asks the sender to flush what is pending and half-close the stream.
+func (s *stream) shutdown() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *stream) sender() {
+	defer close(s.sent)
+	for range s.wake {
+		s.mu.Lock()
+		acks, nacks, closed := s.acks, s.nacks, s.closed
+		s.acks, s.nacks = nil, nil
+		s.mu.Unlock()
+		if len(acks) > 0 {
+			if err := s.st.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: &gatewayv1.Ack{DeliveryIds: acks}}}); err != nil {
+				// The stream is gone; the gateway redelivers what we could not ack.
+				return
+			}
+		}
+		for _, n := range nacks {
+			if err := s.st.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Nack{Nack: n}}); err != nil {
+				return
+			}
+		}
+		if closed {
+			_ = s.st.CloseSend()
+			return
+		}
+	}
+}
