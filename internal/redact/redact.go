@@ -38,8 +38,8 @@ const Placeholder = "[redacted]"
 const MinSecretLen = 8
 
 var (
-	// Discord bot token: base64 of a 17-20 digit user id, a timestamp part,
-	// an HMAC part. JWT-shaped strings match too, which is intended.
+	// tokenShape is what replaceTokens finds, kept as a regexp to check it
+	// in tests.
 	tokenShape = regexp.MustCompile(`[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{27,}`)
 	// Authorization header values, in the shapes they take once printed by
 	// fmt (http.Header is a map of slices), slog's text and JSON handlers, or
@@ -98,7 +98,12 @@ func (r *Redactor) String(s string) string {
 	if rep := r.replacer.Load(); rep != nil {
 		s = rep.Replace(s)
 	}
-	s = tokenShape.ReplaceAllLiteralString(s, Placeholder)
+	s = replaceTokens(s)
+	// The regexps cost microseconds per line; most lines hold none of the
+	// words they need, which a substring check rules out much faster.
+	if !containsFold(s, "authorization") && !containsFold(s, "bot") && !containsFold(s, "bearer") {
+		return s
+	}
 	s = authHeader.ReplaceAllStringFunc(s, func(m string) string {
 		sub := authHeader.FindStringSubmatch(m)
 		// Leave an already redacted value alone so that redacting twice
@@ -147,3 +152,71 @@ func String(s string) string { return global.String(s) }
 // Default returns the process-wide Redactor used by Add, String, NewHandler
 // and NewWriter.
 func Default() *Redactor { return &global }
+
+// Minimum lengths of the three dot-separated parts of a Discord bot token:
+// base64 of a 17-20 digit user id, a timestamp part, an HMAC part. JWTs have
+// the same shape and are replaced too, which is intended.
+const tokenPart1, tokenPart2, tokenPart3 = 20, 6, 27
+
+func isTokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// replaceTokens replaces every run "A.B.C" of token characters whose parts
+// are at least tokenPart1/2/3 long. It is the tokenShape regexp written as a
+// single pass, several times faster, and returns s itself when nothing
+// matches.
+func replaceTokens(s string) string {
+	var b strings.Builder
+	last := 0 // s[last:] is not yet copied to b
+	for i := 0; i < len(s); {
+		if !isTokenByte(s[i]) {
+			i++
+			continue
+		}
+		// A run of token bytes starts at i; try to read three parts.
+		start := i
+		var lens [3]int
+		end, parts := i, 0
+		for parts < 3 {
+			j := end
+			for j < len(s) && isTokenByte(s[j]) {
+				j++
+			}
+			lens[parts] = j - end
+			parts++
+			end = j
+			if parts < 3 {
+				if end >= len(s) || s[end] != '.' {
+					break
+				}
+				end++ // the dot
+			}
+		}
+		if parts == 3 && lens[0] >= tokenPart1 && lens[1] >= tokenPart2 && lens[2] >= tokenPart3 {
+			b.WriteString(s[last:start])
+			b.WriteString(Placeholder)
+			last, i = end, end
+			continue
+		}
+		// No token starts here; the next candidate starts after this run.
+		i = start + lens[0]
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// containsFold reports whether s contains lower (which is lower case ASCII)
+// in any case, without allocating.
+func containsFold(s, lower string) bool {
+	first := lower[0]
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if c := s[i] | 0x20; c == first && strings.EqualFold(s[i:i+len(lower)], lower) {
+			return true
+		}
+	}
+	return false
+}

@@ -194,3 +194,29 @@ func BenchmarkString(b *testing.B) {
 		_ = r.String(line)
 	}
 }
+
+// FuzzReplaceTokens checks the hand-written scanner against the regexp it
+// replaces.
+func FuzzReplaceTokens(f *testing.F) {
+	for _, s := range []string{
+		"", fakeToken, "x." + fakeToken + ".y", fakeToken + fakeToken, "a.b.c", "abc.def.ghi.jkl",
+		"MTA5ODc2NTQzMjEwOTg3NjU0.GhIjKl.short", strings.Repeat("a", 20) + "." + strings.Repeat("b", 6) + "." + strings.Repeat("c", 27),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := replaceTokens(s), tokenShape.ReplaceAllLiteralString(s, Placeholder); got != want {
+			t.Errorf("replaceTokens(%q) = %q, regexp gives %q", s, got, want)
+		}
+	})
+}
+
+func BenchmarkStringWithToken(b *testing.B) {
+	var r Redactor
+	line := `time=2026-11-22T22:00:00Z level=WARN msg="identify failed" err="401 Unauthorized" authorization="Bot ` + fakeToken + `"` + "\n"
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.String(line)
+	}
+}

@@ -62,7 +62,7 @@ func Dial(target string, c ClientConfig, opts ...grpc.DialOption) (*grpc.ClientC
 	}
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(propagators))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                clientKeepaliveTime,
 			Timeout:             clientKeepaliveTimeout,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
@@ -94,6 +95,8 @@ func (s *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) 
 	switch string(req.GetPayload().GetBody()) {
 	case "panic":
 		panic("handler exploded")
+	case "trace": // answers with the trace id the handler runs under
+		return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: []byte(trace.SpanContextFromContext(ctx).TraceID().String())}}, nil
 	case "block":
 		s.entered <- struct{}{}
 		select {

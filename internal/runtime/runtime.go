@@ -49,3 +49,11 @@
 // waits for in-flight calls up to the shutdown timeout and then cancels
 // them, Service.Stop runs, and the metrics server stops.
 package runtime
+
+import "go.opentelemetry.io/otel/propagation"
+
+// propagators carry W3C trace context and baggage across calls. They are
+// passed to otelgrpc explicitly rather than read from the otel globals,
+// whose default propagates nothing: a trace must run from the gateway
+// through a worker into the REST call whether or not the process set them.
+var propagators = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})

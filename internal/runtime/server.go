@@ -54,7 +54,7 @@ type Service interface {
 
 // Server serves one Service: its gRPC server (with health, reflection,
 // OpenTelemetry, Prometheus metrics, recovery, logging and auth) and its
-// metrics HTTP server. Create it with NewServer and run it with Run.
+// metrics HTTP server. Create it with NewServer and run it (once) with Run.
 type Server struct {
 	cfg     Config
 	svc     Service
@@ -76,6 +76,7 @@ type Server struct {
 	addr    atomic.Pointer[net.Addr]
 	mAddr   atomic.Pointer[net.Addr]
 
+	used        atomic.Bool     // a Server runs once
 	lifeCtx     context.Context // given to Start; ends after Stop
 	cancelLife  context.CancelFunc
 	stopServing func() // waits for the serve loops to return
@@ -160,7 +161,7 @@ func NewServer(cfg Config, svc Service, logger *slog.Logger, opts ...grpc.Server
 	stream = append(stream, recovery.StreamServerInterceptor(recoverOpt))
 
 	base := []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithPropagators(propagators), otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.KeepaliveParams(serverKeepalive),
@@ -273,6 +274,9 @@ func Fail(ctx context.Context, err error) {
 // start listens, serves, and starts the service. On error it leaves nothing
 // running.
 func (s *Server) start(ctx context.Context, fail context.CancelCauseFunc) error {
+	if !s.used.CompareAndSwap(false, true) {
+		return fmt.Errorf("%s: this Server already ran; build a new one with NewServer", s.name)
+	}
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
@@ -380,6 +384,9 @@ func (s *Server) stop() error {
 // Run returns nil after a shutdown asked for by ctx, or the first error: a
 // server failing to start or serve, or Fail; stop errors are joined to it.
 func Run(ctx context.Context, servers ...*Server) error {
+	if len(servers) == 0 {
+		return errors.New("runtime.Run: no servers to run")
+	}
 	runCtx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	var started []*Server

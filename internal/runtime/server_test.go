@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -482,6 +483,38 @@ func TestMetricsEndpoints(t *testing.T) {
 	}
 	if code := httpGet(t, srv, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d", code)
+	}
+}
+
+func TestTracePropagation(t *testing.T) {
+	t.Parallel()
+	srv, _ := newServer(t, testConfig(), newTestService("trace"))
+	startRun(t, srv)
+	tid := trace.TraceID{0x4b, 0x75, 0x62, 0x65, 0x63, 0x6f, 0x72, 0x64, 1, 2, 3, 4, 5, 6, 7, 8}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(t.Context(), sc)
+	resp, err := testpb.NewTestServiceClient(dial(t, srv.Addr(), ClientConfig{})).UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("trace")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(resp.GetPayload().GetBody()); got != tid.String() {
+		t.Errorf("handler ran under trace %s, want the caller's %s", got, tid)
+	}
+}
+
+func TestServerRunsOnce(t *testing.T) {
+	t.Parallel()
+	srv, _ := newServer(t, testConfig(), newTestService("once"))
+	r := startRun(t, srv)
+	r.cancel()
+	if err := r.wait(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(t.Context(), srv); err == nil || !strings.Contains(err.Error(), "already ran") {
+		t.Errorf("second Run = %v, want an error", err)
+	}
+	if err := Run(t.Context()); err == nil {
+		t.Error("Run without servers succeeded")
 	}
 }
 
