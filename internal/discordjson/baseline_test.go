@@ -338,16 +338,16 @@ type jsComponent struct {
 }
 
 type jsMessage struct {
-	ID              string        `json:"id"`
-	ChannelID       string        `json:"channel_id"`
-	Author          *jsUser       `json:"author"`
-	Content         string        `json:"content"`
-	Timestamp       time.Time     `json:"timestamp"`
-	EditedTimestamp *time.Time    `json:"edited_timestamp"`
-	TTS             bool          `json:"tts"`
-	MentionEveryone bool          `json:"mention_everyone"`
-	Mentions        []jsUser      `json:"mentions"`
-	MentionRoles    []string      `json:"mention_roles"`
+	ID              string     `json:"id"`
+	ChannelID       string     `json:"channel_id"`
+	Author          *jsUser    `json:"author"`
+	Content         string     `json:"content"`
+	Timestamp       time.Time  `json:"timestamp"`
+	EditedTimestamp *time.Time `json:"edited_timestamp"`
+	TTS             bool       `json:"tts"`
+	MentionEveryone bool       `json:"mention_everyone"`
+	Mentions        []jsUser   `json:"mentions"`
+	MentionRoles    []string   `json:"mention_roles"`
 	MentionChannels []struct {
 		ID      string `json:"id"`
 		GuildID string `json:"guild_id"`

@@ -21,6 +21,7 @@ package discordjson
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -166,9 +167,17 @@ func DecodeInto(msg proto.Message, d []byte) error {
 	return nil
 }
 
+// decodeTop decodes the JSON document data, which must hold one object, into m, through the fast
+// path when m is t's generated struct.
 func decodeTop(m protoreflect.Message, t *table, data []byte) error {
 	d := decoder{scanner: scanner{data: data}}
-	if err := d.object(m, t, 1); err != nil {
+	var err error
+	if msg := m.Interface(); t.goPtr != nil && reflect.TypeOf(msg) == t.goPtr {
+		err = d.objectFast(reflect.ValueOf(msg).UnsafePointer(), t, 1)
+	} else {
+		err = d.object(m, t, 1)
+	}
+	if err != nil {
 		return err
 	}
 	d.ws()

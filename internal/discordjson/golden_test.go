@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/dynamicpb"
 
 	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
 )
@@ -132,5 +133,28 @@ func TestEveryTypedEventHasAPayload(t *testing.T) {
 	}
 	if len(eventCases) == 0 {
 		t.Fatal("no typed events found in the Event oneof")
+	}
+}
+
+// TestReflectionPathAgrees decodes every payload into dynamic messages, which only the
+// protoreflect path can fill, and checks the result equals the fast path's.
+func TestReflectionPathAgrees(t *testing.T) {
+	t.Parallel()
+	for _, path := range eventFiles(t) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := Decode(eventName(path), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dyn := dynamicpb.NewMessage(fast.ProtoReflect().Descriptor())
+		if err := DecodeInto(dyn, raw); err != nil {
+			t.Fatalf("%s: %v", filepath.Base(path), err)
+		}
+		if !proto.Equal(dyn, fast) {
+			t.Errorf("%s: protoreflect path differs from the fast path\n%v\n%v", filepath.Base(path), dyn, fast)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package discordjson
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -45,6 +46,14 @@ type field struct {
 	sub *table
 	// via is the chain of inline fields from the decoded message down to the one holding fd.
 	via []protoreflect.FieldDescriptor
+	// owner is the table of the message that holds fd (for merged keys, the inline message's).
+	owner *table
+
+	// Fast-path layout in the owner's generated struct (see fast.go).
+	rep     rep
+	off     uintptr
+	goElem  reflect.Type // struct type of message values
+	viaFast []viaStep    // layout of via; nil when via is empty or has no fast layout
 }
 
 // table maps the JSON keys of one message type to their fields. Tables are built once per
@@ -54,6 +63,10 @@ type table struct {
 	fields map[string]*field
 	// inlineDone is set once the keys of the message's inline field have been merged in.
 	inlineDone bool
+	// goStruct is the generated Go struct of md and goPtr a pointer to it; nil for messages
+	// without one, which are decoded through protoreflect only.
+	goStruct reflect.Type
+	goPtr    reflect.Type
 }
 
 var (
@@ -78,8 +91,25 @@ func tableFor(md protoreflect.MessageDescriptor) (*table, error) {
 	b := builder{new: map[protoreflect.MessageDescriptor]*table{}}
 	t = b.table(md)
 	for _, nt := range b.new {
+		attachGo(nt)
+	}
+	for _, nt := range b.new {
+		for _, f := range nt.fields {
+			if f.kind == kMessage && f.rep != repSlow && f.sub.goStruct == nil {
+				f.rep = repSlow
+			}
+		}
+	}
+	for _, nt := range b.new {
 		if err := b.mergeInline(nt, 0); err != nil {
 			return nil, err
+		}
+	}
+	for _, nt := range b.new {
+		for _, f := range nt.fields {
+			if f.via != nil && nt.goStruct != nil && !attachVia(nt, f) {
+				f.viaFast = nil
+			}
 		}
 	}
 	for d, nt := range b.new {
@@ -105,7 +135,7 @@ func (b *builder) table(md protoreflect.MessageDescriptor) *table {
 	fds := md.Fields()
 	for i := range fds.Len() {
 		fd := fds.Get(i)
-		f := &field{fd: fd, name: string(fd.Name()), list: fd.IsList()}
+		f := &field{fd: fd, name: string(fd.Name()), list: fd.IsList(), owner: t}
 		if fd.IsMap() {
 			f.mapKey = b.plain(fd.MapKey())
 			f.mapVal = b.plain(fd.MapValue())
