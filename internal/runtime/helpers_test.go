@@ -270,13 +270,20 @@ func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
 // as both server and client certificate.
 func (p *pki) issue(t *testing.T, name string) (certFile, keyFile string) {
 	t.Helper()
+	return p.issueCN(t, name, name)
+}
+
+// issueCN is issue with a common name that differs from the file name, to
+// replace a certificate in place.
+func (p *pki) issueCN(t *testing.T, name, cn string) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
+		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

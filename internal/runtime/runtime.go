@@ -37,7 +37,9 @@
 // services: probes and `grpcurl list/describe` must work without
 // credentials, and neither exposes data. With --tls-cert/--tls-key the
 // server speaks TLS; adding --tls-ca requires client certificates signed by
-// that CA (mTLS). Secrets given through SecretVar flags or --auth-secret are
+// that CA (mTLS). Certificate and key files are re-read when they change on
+// disk, so rotated certificates apply to new connections without a restart
+// (the CA bundle is read once). Secrets given through SecretVar flags or --auth-secret are
 // registered with package redact and never appear in logs or in Describe.
 //
 // # Shutdown

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -15,9 +16,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
@@ -208,6 +211,64 @@ func TestTLS(t *testing.T) {
 				t.Fatalf("call: %v, want Unavailable (handshake refused)", err)
 			}
 		})
+	}
+}
+
+func TestTLSCertificateRotation(t *testing.T) {
+	t.Parallel()
+	ca := newPKI(t, "rotation")
+	cert, key := ca.issueCN(t, "server", "first")
+	cfg := testConfig()
+	cfg.TLSCert, cfg.TLSKey = cert, key
+	srv, _ := newServer(t, cfg, newTestService("rotate"))
+	startRun(t, srv)
+
+	serverCN := func(conn *grpc.ClientConn) string {
+		t.Helper()
+		var p peer.Peer
+		if _, err := testpb.NewTestServiceClient(conn).EmptyCall(t.Context(), &testpb.Empty{}, grpc.Peer(&p)); err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		info, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok {
+			t.Fatalf("peer auth info %T, want TLS", p.AuthInfo)
+		}
+		return info.State.PeerCertificates[0].Subject.CommonName
+	}
+	old := dial(t, srv.Addr(), ClientConfig{TLSCA: ca.CAFile})
+	if cn := serverCN(old); cn != "first" {
+		t.Fatalf("server certificate %q, want first", cn)
+	}
+
+	ca.issueCN(t, "server", "second") // rotated on disk, same paths
+	later := time.Now().Add(time.Hour) // coarse file system clocks must still see a change
+	for _, f := range []string{cert, key} {
+		if err := os.Chtimes(f, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cn := serverCN(dial(t, srv.Addr(), ClientConfig{TLSCA: ca.CAFile})); cn != "second" {
+		t.Errorf("new connection got certificate %q, want the rotated one", cn)
+	}
+	if cn := serverCN(old); cn != "first" {
+		t.Errorf("existing connection changed certificate to %q", cn)
+	}
+
+	// A half-written pair (key of another certificate) keeps the last good one.
+	_, otherKey := ca.issueCN(t, "other", "other")
+	keyPEM, err := os.ReadFile(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later = later.Add(time.Hour)
+	if err := os.Chtimes(key, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if cn := serverCN(dial(t, srv.Addr(), ClientConfig{TLSCA: ca.CAFile})); cn != "second" {
+		t.Errorf("mismatched pair on disk: got certificate %q, want the last good one", cn)
 	}
 }
 

@@ -5,7 +5,66 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
+
+// keyPair serves a certificate from files and reloads it when they change,
+// so certificates rotated on disk (cert-manager, Vault agents) take effect
+// on the next handshake without a restart. A pair that fails to load (for
+// example while the files are being replaced one by one) leaves the previous
+// one in use.
+type keyPair struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	certMod time.Time
+	keyMod  time.Time
+}
+
+func loadKeyPair(certFile, keyFile string) (*keyPair, error) {
+	k := &keyPair{certFile: certFile, keyFile: keyFile}
+	certMod, keyMod, err := k.modTimes()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading the key pair: %w", err)
+	}
+	k.cert, k.certMod, k.keyMod = &cert, certMod, keyMod
+	return k, nil
+}
+
+func (k *keyPair) modTimes() (certMod, keyMod time.Time, err error) {
+	ci, err := os.Stat(k.certFile)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("loading the key pair: %w", err)
+	}
+	ki, err := os.Stat(k.keyFile)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("loading the key pair: %w", err)
+	}
+	return ci.ModTime(), ki.ModTime(), nil
+}
+
+// current returns the certificate, reloading it first if a file changed.
+// A stat per handshake is cheap next to the handshake itself.
+func (k *keyPair) current() *tls.Certificate {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	certMod, keyMod, err := k.modTimes()
+	if err != nil || (certMod.Equal(k.certMod) && keyMod.Equal(k.keyMod)) {
+		return k.cert
+	}
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		return k.cert // mid-rotation; the next handshake tries again
+	}
+	k.cert, k.certMod, k.keyMod = &cert, certMod, keyMod
+	return k.cert
+}
 
 // serverTLS builds the server side TLS config of c, or nil when c has no
 // certificate. With a CA it requires and verifies client certificates (mTLS).
@@ -13,11 +72,16 @@ func serverTLS(c Config) (*tls.Config, error) {
 	if c.TLSCert == "" && c.TLSKey == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	pair, err := loadKeyPair(c.TLSCert, c.TLSKey)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert/--tls-key: loading the key pair: %w", err)
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return pair.current(), nil
+		},
+	}
 	if c.TLSCA != "" {
 		pool, err := loadCA(c.TLSCA)
 		if err != nil {
@@ -47,11 +111,13 @@ func clientTLS(c ClientConfig) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		pair, err := loadKeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("client TLS: loading the key pair: %w", err)
+			return nil, fmt.Errorf("client TLS: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return pair.current(), nil
+		}
 	}
 	return cfg, nil
 }
