@@ -240,7 +240,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 		t.Fatalf("server certificate %q, want first", cn)
 	}
 
-	ca.issueCN(t, "server", "second") // rotated on disk, same paths
+	ca.issueCN(t, "server", "second")  // rotated on disk, same paths
 	later := time.Now().Add(time.Hour) // coarse file system clocks must still see a change
 	for _, f := range []string{cert, key} {
 		if err := os.Chtimes(f, later, later); err != nil {
