@@ -395,3 +395,33 @@ func TestDepthLimitAllowsDiscordShapes(t *testing.T) {
 		t.Fatalf("nesting of exactly MaxDepth: %v", err)
 	}
 }
+
+func TestValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		json string
+		want *structpb.Value
+	}{
+		{`"abc"`, structpb.NewStringValue("abc")},
+		{`42`, structpb.NewNumberValue(42)},
+		{`-2.5e3`, structpb.NewNumberValue(-2500)},
+		{`true`, structpb.NewBoolValue(true)},
+		{`null`, structpb.NewNullValue()},
+		{`[1,"a",[]]`, structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{
+			structpb.NewNumberValue(1), structpb.NewStringValue("a"), structpb.NewListValue(&structpb.ListValue{})}})},
+		{`{"a":{"b":null}}`, structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"a": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"b": structpb.NewNullValue()}})}})},
+		// google.protobuf.Value holds numbers as doubles: integers beyond 2^53 round, as in
+		// JavaScript. Discord's nonces are normally strings, which stay exact.
+		{`1310000000000020999`, structpb.NewNumberValue(1310000000000021000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.json, func(t *testing.T) {
+			t.Parallel()
+			m := decodeMessageCreate(t, `{"nonce":`+tt.json+`}`)
+			if !proto.Equal(m.GetMessage().GetNonce(), tt.want) {
+				t.Errorf("got %v, want %v", m.GetMessage().GetNonce(), tt.want)
+			}
+		})
+	}
+}

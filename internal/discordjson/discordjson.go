@@ -11,7 +11,12 @@
 // What it accepts is what Discord sends: snowflakes as strings (numbers too), 64-bit integers as
 // strings or numbers, ISO 8601 timestamps with any offset, nulls and missing keys (fields left
 // unset), unknown keys (skipped; the envelope keeps the raw JSON). Anything malformed is an *Error
-// naming the event and the JSON path, never a panic; nesting is limited to MaxDepth.
+// naming the event and the JSON path, never a panic; nesting is limited to MaxDepth. Values of
+// google.protobuf.Value fields hold numbers as doubles, so an integer beyond 2^53 there (a numeric
+// message nonce) is rounded; the exact text is still in the envelope's raw JSON.
+//
+// Decoding writes straight into the generated Go structs (fast.go) and falls back to protoreflect
+// for map fields and for messages without generated types (dynamicpb), which DecodeInto accepts.
 //
 // The gateway's per-frame work is ParseFrame (op, s, t and the bytes of d, without decoding d) and
 // RoutingKey (reads only the key that routes the event). Decoding d happens once, later, with

@@ -340,14 +340,6 @@ func (s *scanner) literal(word string) error {
 	return nil
 }
 
-// null consumes a null if one is next and reports whether it did. s.pos must be at a value.
-func (s *scanner) null() (bool, error) {
-	if s.data[s.pos] != 'n' {
-		return false, nil
-	}
-	return true, s.literal("null")
-}
-
 // skipValue consumes one value of any kind. depth is the nesting depth of the container holding
 // the value. It runs iteratively with a bit stack (1 = object), which MaxDepth keeps within 64 bits.
 func (s *scanner) skipValue(depth int) error {
