@@ -71,10 +71,14 @@ type Server struct {
 	streamsCtx    context.Context
 	cancelStreams context.CancelFunc
 
-	ready   atomic.Bool
-	readyCh chan struct{}
-	addr    atomic.Pointer[net.Addr]
-	mAddr   atomic.Pointer[net.Addr]
+	ready    atomic.Bool // what /readyz says
+	healthMu sync.Mutex  // orders SetServing against start and drain
+	phase    phase
+	degraded bool // the service said NOT_SERVING with SetServing
+	fail     func(error)
+	readyCh  chan struct{}
+	addr     atomic.Pointer[net.Addr]
+	mAddr    atomic.Pointer[net.Addr]
 
 	used        atomic.Bool     // a Server runs once
 	lifeCtx     context.Context // given to Start; ends after Stop
@@ -212,7 +216,8 @@ func NewServer(cfg Config, svc Service, logger *slog.Logger, opts ...grpc.Server
 // Name returns the service's name.
 func (s *Server) Name() string { return s.name }
 
-// Ready is closed once the service has started and health reports SERVING.
+// Ready is closed once the service has started and health reports its
+// state (SERVING unless the service called SetServing(ctx, false)).
 func (s *Server) Ready() <-chan struct{} { return s.readyCh }
 
 // Addr returns the gRPC listener's address (useful with port 0), or nil
@@ -260,15 +265,56 @@ type streamWithContext struct {
 
 func (w *streamWithContext) Context() context.Context { return w.ctx }
 
-type failKey struct{}
+type phase int
+
+const (
+	phaseStarting phase = iota
+	phaseServing
+	phaseDraining
+)
+
+type serverKey struct{}
 
 // Fail reports a fatal error of a service's background work: every server
 // of the Run call shuts down and Run returns err. ctx must be the context
 // given to Service.Start or one derived from it; otherwise Fail does nothing.
 func Fail(ctx context.Context, err error) {
-	if f, ok := ctx.Value(failKey{}).(func(error)); ok {
-		f(err)
+	if s, ok := ctx.Value(serverKey{}).(*Server); ok {
+		s.fail(err)
 	}
+}
+
+// SetServing lets a running service report that it cannot do its job for
+// now (serving false: health NOT_SERVING, /readyz 503), for example while a
+// dependency is unreachable, and that it recovered (true). During Start it
+// decides what health says once Start returns; once shutdown began it has
+// no effect. ctx must be the context given to Service.Start or one derived
+// from it.
+func SetServing(ctx context.Context, serving bool) {
+	s, ok := ctx.Value(serverKey{}).(*Server)
+	if !ok {
+		return
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if s.degraded == !serving {
+		return
+	}
+	s.degraded = !serving
+	if s.phase == phaseServing {
+		s.applyHealth()
+		s.logger.Info("service reported its health", "serving", serving)
+	}
+}
+
+// applyHealth publishes the serving state; healthMu is held.
+func (s *Server) applyHealth() {
+	st := healthpb.HealthCheckResponse_SERVING
+	if s.degraded {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.setHealth(st)
+	s.ready.Store(!s.degraded)
 }
 
 // start listens, serves, and starts the service. On error it leaves nothing
@@ -309,9 +355,8 @@ func (s *Server) start(ctx context.Context, fail context.CancelCauseFunc) error 
 	}
 	s.stopServing = func() { wg.Wait() }
 
-	s.lifeCtx, s.cancelLife = context.WithCancel(context.WithValue(context.WithoutCancel(ctx), failKey{}, func(err error) {
-		fail(fmt.Errorf("%s: %w", s.name, err))
-	}))
+	s.fail = func(err error) { fail(fmt.Errorf("%s: %w", s.name, err)) }
+	s.lifeCtx, s.cancelLife = context.WithCancel(context.WithValue(context.WithoutCancel(ctx), serverKey{}, s))
 	s.logger.Info("starting", "listen", a.String(), "metrics_listen", s.cfg.MetricsListen, "tls", s.cfg.TLSCert != "", "mtls", s.cfg.TLSCA != "", "auth", s.cfg.AuthSecret != "")
 	if err := s.svc.Start(s.lifeCtx); err != nil {
 		s.cancelLife()
@@ -323,8 +368,10 @@ func (s *Server) start(ctx context.Context, fail context.CancelCauseFunc) error 
 		wg.Wait()
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
-	s.setHealth(healthpb.HealthCheckResponse_SERVING)
-	s.ready.Store(true)
+	s.healthMu.Lock()
+	s.phase = phaseServing
+	s.applyHealth()
+	s.healthMu.Unlock()
 	close(s.readyCh)
 	s.logger.Info("serving", "listen", a.String())
 	return nil
@@ -332,8 +379,11 @@ func (s *Server) start(ctx context.Context, fail context.CancelCauseFunc) error 
 
 // drain reports NOT_SERVING everywhere; calls keep being served.
 func (s *Server) drain() {
+	s.healthMu.Lock()
+	s.phase = phaseDraining
 	s.ready.Store(false)
 	s.health.Shutdown() // NOT_SERVING for all, and ignores later updates
+	s.healthMu.Unlock()
 	s.logger.Info("draining: health reports NOT_SERVING", "drain_delay", s.cfg.DrainDelay)
 }
 

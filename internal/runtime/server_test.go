@@ -547,6 +547,42 @@ func TestMetricsEndpoints(t *testing.T) {
 	}
 }
 
+func TestSetServing(t *testing.T) {
+	t.Parallel()
+	svc := newTestService("flaky")
+	startCtx := make(chan context.Context, 1)
+	svc.onStart = func(ctx context.Context) { startCtx <- ctx }
+	srv, _ := newServer(t, testConfig(), svc)
+	startRun(t, srv)
+	ctx := <-startCtx
+	watch, err := healthpb.NewHealthClient(dial(t, srv.Addr(), ClientConfig{})).Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := recvHealth(t, watch); st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %s, want SERVING", st)
+	}
+	SetServing(ctx, false)
+	if st := recvHealth(t, watch); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health after SetServing(false) = %s, want NOT_SERVING", st)
+	}
+	if code := httpGet(t, srv, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d after SetServing(false), want 503", code)
+	}
+	SetServing(ctx, true)
+	if st := recvHealth(t, watch); st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health after SetServing(true) = %s, want SERVING", st)
+	}
+	if code := httpGet(t, srv, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d after SetServing(true), want 200", code)
+	}
+	SetServing(t.Context(), false) // not a service context: ignored
+	Fail(t.Context(), errBoom)     // likewise
+	if code := httpGet(t, srv, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d after SetServing on a foreign context, want 200", code)
+	}
+}
+
 func TestTracePropagation(t *testing.T) {
 	t.Parallel()
 	srv, _ := newServer(t, testConfig(), newTestService("trace"))
