@@ -248,8 +248,9 @@ func validGroupName(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
 			return false
 		}
 	}
@@ -352,3 +353,6 @@ func (h *Hub) Close() {
 		g.closeAll(ErrHubClosed)
 	}
 }
+
+// MaxInFlight returns the largest credit a member may grant (Config.MaxInFlight).
+func (h *Hub) MaxInFlight() int { return h.cfg.MaxInFlight }

@@ -1,0 +1,458 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
+	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
+	"github.com/kubecord/kubecord/services/gateway/internal/delivery"
+	"github.com/kubecord/kubecord/services/gateway/internal/shard"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// serveLoopback serves s's GatewayService on a real loopback socket and returns a client.
+func serveLoopback(t *testing.T, s *Server) gatewayv1.GatewayServiceClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	if err := s.Register(g, prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(lis) // returns when Stop is called below
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		s.hub.Close() // ends the streams so Stop does not wait for them
+		g.Stop()
+		<-done
+	})
+	return gatewayv1.NewGatewayServiceClient(conn)
+}
+
+func newTestServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	if cfg.Token == "" {
+		cfg.Token = "test-token"
+	}
+	s, err := New(cfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func messageCreate(shardID int, seq uint64, guild uint64) shard.Dispatch {
+	d := fmt.Sprintf(`{"id":"%d","channel_id":"%d","guild_id":"%d","content":"hello %d","author":{"id":"80351110224678912","username":"nelly"},"timestamp":"2026-11-22T10:00:00.000000+00:00","tts":false,"mention_everyone":false,"mentions":[],"mention_roles":[],"attachments":[],"embeds":[],"pinned":false,"type":0}`,
+		1100000000000000000+seq, 1200000000000000000+guild, guild, seq)
+	return shard.Dispatch{ShardID: shardID, ShardCount: 1, Seq: seq, Name: "MESSAGE_CREATE", Data: []byte(d), ReceivedAt: time.Now()}
+}
+
+// consumer is a test member: it collects deliveries and acks them unless told not to.
+type consumer struct {
+	t      *testing.T
+	stream gatewayv1.GatewayService_ConsumeClient
+	cancel context.CancelFunc
+	sub    *gatewayv1.Subscribed
+
+	mu   sync.Mutex
+	got  []*gatewayv1.Delivery
+	gaps []*gatewayv1.Gap
+	done chan error
+}
+
+func subscribe(t *testing.T, c gatewayv1.GatewayServiceClient, sub *gatewayv1.Subscribe, ack bool) *consumer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	stream, err := c.Consume(ctx)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: sub}}); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		t.Fatalf("subscribe %s/%s: %v", sub.GetGroup(), sub.GetMemberId(), err)
+	}
+	cs := &consumer{t: t, stream: stream, cancel: cancel, sub: first.GetSubscribed(), done: make(chan error, 1)}
+	if cs.sub == nil {
+		cancel()
+		t.Fatalf("first response is %v, want Subscribed", first)
+	}
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				cs.done <- err
+				return
+			}
+			switch k := resp.GetKind().(type) {
+			case *gatewayv1.ConsumeResponse_Delivery:
+				cs.mu.Lock()
+				cs.got = append(cs.got, k.Delivery)
+				cs.mu.Unlock()
+				if ack {
+					if err := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: &gatewayv1.Ack{DeliveryIds: []uint64{k.Delivery.GetDeliveryId()}}}}); err != nil {
+						cs.done <- err
+						return
+					}
+				}
+			case *gatewayv1.ConsumeResponse_Gap:
+				cs.mu.Lock()
+				cs.gaps = append(cs.gaps, k.Gap)
+				cs.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-cs.done; err != nil {
+			t.Logf("stream of %s ended: %v", cs.sub.GetMemberId(), err)
+		}
+	})
+	return cs
+}
+
+func (c *consumer) deliveries() []*gatewayv1.Delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*gatewayv1.Delivery(nil), c.got...)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling interval, bounded by the deadline
+	}
+}
+
+func TestConsumeFanOutAndLoadBalance(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{})
+	client := serveLoopback(t, s)
+	a1 := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MemberId: "a1", MaxInFlight: 50}, true)
+	a2 := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MemberId: "a2", MaxInFlight: 50}, true)
+	st := subscribe(t, client, &gatewayv1.Subscribe{Group: "state", MaxInFlight: 10, RawOnly: true}, true)
+	if st.sub.GetMemberId() == "" || st.sub.GetGroup() != "state" || st.sub.GetHeartbeatInterval().AsDuration() != DefaultStreamHeartbeat {
+		t.Errorf("Subscribed = %v", st.sub)
+	}
+	const n = 300
+	for i := 1; i <= n; i++ {
+		s.HandleDispatch(messageCreate(0, uint64(i), uint64(900000000000000000+i%12)))
+	}
+	waitFor(t, "every group to ack everything", func() bool {
+		wm, _ := s.hub.Watermark(0)
+		return wm == n
+	})
+	check := func(group string, ds []*gatewayv1.Delivery) {
+		seen := map[uint64]int{}
+		for _, d := range ds {
+			seen[d.GetId().GetSequence()]++
+			if d.GetRedelivered() || d.GetAttempt() != 1 {
+				t.Errorf("%s: seq %d redelivered=%v attempt=%d", group, d.GetId().GetSequence(), d.GetRedelivered(), d.GetAttempt())
+			}
+			ev := d.GetEvent()
+			if ev.GetSequence() != d.GetId().GetSequence() || ev.GetName() != "MESSAGE_CREATE" || len(ev.GetRaw()) == 0 || ev.GetGuildId() == 0 {
+				t.Errorf("%s: event envelope %v", group, ev)
+			}
+			if ev.GetRoutingKey().GetKind() != discordv1.RoutingKey_KIND_GUILD || ev.GetRoutingKey().GetId() != ev.GetGuildId() {
+				t.Errorf("%s: routing key %v, want the guild", group, ev.GetRoutingKey())
+			}
+		}
+		for i := 1; i <= n; i++ {
+			if seen[uint64(i)] != 1 {
+				t.Errorf("%s: seq %d delivered %d times, want 1", group, i, seen[uint64(i)])
+			}
+		}
+	}
+	bot := append(a1.deliveries(), a2.deliveries()...)
+	check("bot", bot)
+	check("state", st.deliveries())
+	if len(a1.deliveries()) == 0 || len(a2.deliveries()) == 0 {
+		t.Errorf("load not balanced: a1 %d, a2 %d", len(a1.deliveries()), len(a2.deliveries()))
+	}
+	owner := map[uint64]string{}
+	for name, c := range map[string]*consumer{"a1": a1, "a2": a2} {
+		for _, d := range c.deliveries() {
+			g := d.GetEvent().GetGuildId()
+			if o, ok := owner[g]; ok && o != name {
+				t.Errorf("guild %d went to %s and %s", g, o, name)
+			}
+			owner[g] = name
+		}
+	}
+	if mc := bot[0].GetEvent().GetMessageCreate(); mc == nil || !strings.HasPrefix(mc.GetMessage().GetContent(), "hello") {
+		t.Errorf("typed payload missing: %v", bot[0].GetEvent().GetPayload())
+	}
+	if st.deliveries()[0].GetEvent().GetPayload() != nil {
+		t.Errorf("raw_only member got a typed payload")
+	}
+
+	groups, err := client.ListGroups(t.Context(), &gatewayv1.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups.GetGroups()) != 2 || groups.GetGroups()[0].GetName() != "bot" || len(groups.GetGroups()[0].GetMembers()) != 2 ||
+		groups.GetGroups()[0].GetAcked() != n || groups.GetGroups()[0].GetMembers()[0].GetPeer() == "" {
+		t.Errorf("ListGroups = %v", groups)
+	}
+}
+
+func TestConsumeRedeliversWhenAMemberDisconnects(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{})
+	client := serveLoopback(t, s)
+	lazy := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MemberId: "lazy", MaxInFlight: 5}, false)
+	for i := 1; i <= 8; i++ {
+		s.HandleDispatch(messageCreate(0, uint64(i), 900000000000000001))
+	}
+	waitFor(t, "the lazy member to hold its credit", func() bool { return len(lazy.deliveries()) == 5 })
+	good := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MemberId: "good", MaxInFlight: 5}, true)
+	lazy.cancel()
+	waitFor(t, "the good member to get everything", func() bool { return len(good.deliveries()) == 8 })
+	for _, d := range good.deliveries() {
+		seq := d.GetId().GetSequence()
+		if want := seq <= 5; d.GetRedelivered() != want || (want && d.GetAttempt() != 2) {
+			t.Errorf("seq %d: redelivered=%v attempt=%d, want redelivered=%v", seq, d.GetRedelivered(), d.GetAttempt(), want)
+		}
+	}
+	waitFor(t, "the watermark", func() bool { wm, _ := s.hub.Watermark(0); return wm == 8 })
+}
+
+func TestConsumeErrors(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{})
+	client := serveLoopback(t, s)
+	subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MemberId: "taken", EventNames: []string{"MESSAGE_CREATE"}}, true)
+	tests := []struct {
+		name  string
+		first *gatewayv1.ConsumeRequest
+		want  codes.Code
+	}{
+		{"ack first", &gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: &gatewayv1.Ack{}}}, codes.InvalidArgument},
+		{"bad group", &gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: &gatewayv1.Subscribe{Group: "no spaces"}}}, codes.InvalidArgument},
+		{"credit over cap", &gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: &gatewayv1.Subscribe{Group: "g", MaxInFlight: 1 << 30}}}, codes.InvalidArgument},
+		{"filter conflict", &gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: &gatewayv1.Subscribe{Group: "bot"}}}, codes.FailedPrecondition},
+		{"member id taken", &gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: &gatewayv1.Subscribe{Group: "bot", MemberId: "taken", EventNames: []string{"MESSAGE_CREATE"}}}}, codes.FailedPrecondition},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			stream, err := client.Consume(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(tc.first); err != nil {
+				t.Fatal(err)
+			}
+			_, err = stream.Recv()
+			if status.Code(err) != tc.want {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("second subscribe", func(t *testing.T) {
+		t.Parallel()
+		c := subscribe(t, client, &gatewayv1.Subscribe{Group: "other"}, true)
+		if err := c.stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: &gatewayv1.Subscribe{Group: "x"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-c.done; status.Code(err) != codes.InvalidArgument {
+			t.Errorf("err = %v, want InvalidArgument", err)
+		}
+		c.done <- nil // for the cleanup
+	})
+}
+
+func TestConsumeGapAndCredit(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{Delivery: delivery.Config{MaxBufferedEvents: 3}})
+	client := serveLoopback(t, s)
+	c := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MaxInFlight: 1}, false)
+	s.HandleDispatch(messageCreate(0, 1, 900000000000000001))
+	waitFor(t, "seq 1 in flight", func() bool { return len(c.deliveries()) == 1 })
+	for i := 2; i <= 10; i++ {
+		s.HandleDispatch(messageCreate(0, uint64(i), 900000000000000001))
+	}
+	waitFor(t, "the gap", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.gaps) > 0 && len(c.got) == 1
+	})
+	c.mu.Lock()
+	gap := c.gaps[0]
+	c.mu.Unlock()
+	// seq 1 in flight, 2..10 offered to a 3-event buffer: 2..7 lost, 8..10 kept.
+	if gap.GetLost() != 6 || gap.GetReason() != gatewayv1.Gap_REASON_BUFFER_OVERFLOW || gap.GetRanges()[0].GetFrom().GetSequence() != 2 || gap.GetRanges()[0].GetTo().GetSequence() != 7 {
+		t.Errorf("gap = %v, want 6 lost, 2..7", gap)
+	}
+	if err := c.stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Credit{Credit: &gatewayv1.Credit{Add: 9}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "more credit to deliver the rest", func() bool { return len(c.deliveries()) == 4 })
+	var ids []uint64
+	for _, d := range c.deliveries() {
+		ids = append(ids, d.GetDeliveryId())
+	}
+	if err := c.stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Nack{Nack: &gatewayv1.Nack{DeliveryIds: ids[:1], Requeue: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the requeued delivery", func() bool { return len(c.deliveries()) == 5 })
+	if d := c.deliveries()[4]; d.GetId().GetSequence() != 1 || !d.GetRedelivered() || d.GetAttempt() != 2 {
+		t.Errorf("requeued delivery = %v", d)
+	}
+}
+
+func TestDeliveryFrame(t *testing.T) {
+	t.Parallel()
+	ev := &discordv1.Event{ShardId: 3, Sequence: 42, Name: "MESSAGE_CREATE", Raw: []byte(`{}`),
+		Payload: &discordv1.Event_MessageCreate{MessageCreate: &discordv1.MessageCreate{Message: &discordv1.Message{Content: "hi"}}}}
+	payload, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		d    delivery.Delivery
+	}{
+		{"first", delivery.Delivery{Tag: 7, Attempt: 1, Event: &delivery.Event{ID: delivery.EventID{Shard: 3, Seq: 42}}}},
+		{"redelivered shard 0", delivery.Delivery{Tag: 1 << 40, Attempt: 3, Redelivered: true, Event: &delivery.Event{ID: delivery.EventID{Shard: 0, Seq: 1}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			frame := appendDeliveryFrame(nil, tc.d, payload)
+			var got gatewayv1.ConsumeResponse
+			if err := proto.Unmarshal(frame, &got); err != nil {
+				t.Fatal(err)
+			}
+			want := &gatewayv1.ConsumeResponse{Kind: &gatewayv1.ConsumeResponse_Delivery{Delivery: &gatewayv1.Delivery{
+				DeliveryId:  tc.d.Tag,
+				Event:       ev,
+				Id:          &discordv1.EventId{ShardId: uint32(tc.d.Event.ID.Shard), Sequence: tc.d.Event.ID.Seq},
+				Redelivered: tc.d.Redelivered,
+				Attempt:     tc.d.Attempt,
+			}}}
+			if !proto.Equal(&got, want) {
+				t.Errorf("frame decodes to %v, want %v", &got, want)
+			}
+			if again, _ := proto.Marshal(want); len(again) != len(frame) {
+				t.Errorf("frame is %d bytes, proto.Marshal gives %d", len(frame), len(again))
+			}
+		})
+	}
+	stripped := stripTypedPayload(payload)
+	var raw discordv1.Event
+	if err := proto.Unmarshal(stripped, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.GetPayload() != nil || raw.GetSequence() != 42 || string(raw.GetRaw()) != "{}" {
+		t.Errorf("stripped event = %v", &raw)
+	}
+	if got := stripTypedPayload([]byte{0xff}); string(got) != "\xff" {
+		t.Errorf("malformed input not passed through: %x", got)
+	}
+}
+
+func TestCommandsNeedShards(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{})
+	client := serveLoopback(t, s)
+	ctx := t.Context()
+	if _, err := client.UpdateVoiceState(ctx, &gatewayv1.UpdateVoiceStateRequest{GuildId: 1}); status.Code(err) != codes.Unavailable {
+		t.Errorf("UpdateVoiceState before start: %v", err)
+	}
+	if _, err := client.UpdatePresence(ctx, &gatewayv1.UpdatePresenceRequest{Status: "online"}); status.Code(err) != codes.Unavailable {
+		t.Errorf("UpdatePresence before start: %v", err)
+	}
+	if _, err := client.SendCommand(ctx, &gatewayv1.SendCommandRequest{Op: 2, Data: []byte("{}")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("SendCommand identify: %v", err)
+	}
+	if _, err := client.GetShard(ctx, &gatewayv1.GetShardRequest{ShardId: 0}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetShard: %v", err)
+	}
+	q := ""
+	badMembers := []*gatewayv1.RequestGuildMembersRequest{
+		{GuildId: 1},
+		{GuildId: 1, Query: &q, UserIds: []uint64{1}},
+		{GuildId: 1, UserIds: make([]uint64, 101)},
+		{GuildId: 1, Query: &q, Nonce: strings.Repeat("n", 33)},
+	}
+	for _, req := range badMembers {
+		stream, err := client.RequestGuildMembers(ctx, req)
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("RequestGuildMembers(%v): %v, want InvalidArgument", req, err)
+		}
+	}
+}
+
+func TestMetricsCollector(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{})
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(newCollector(s)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.hub.Join(delivery.JoinRequest{Group: "bot", MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	s.HandleDispatch(messageCreate(0, 1, 900000000000000001))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			v := mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
+			found[mf.GetName()] += v
+		}
+	}
+	for name, want := range map[string]float64{
+		"kubecord_gateway_events_received_total": 1,
+		"kubecord_gateway_group_buffered_events": 1,
+		"kubecord_gateway_group_members":         1,
+	} {
+		if found[name] != want {
+			t.Errorf("%s = %v, want %v", name, found[name], want)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"context"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
+	"github.com/kubecord/kubecord/internal/discordjson"
+	"github.com/kubecord/kubecord/services/gateway/internal/delivery"
+	"github.com/kubecord/kubecord/services/gateway/internal/shard"
+)
+
+// dispatchStats counts what the dispatch path did, for metrics.
+type dispatchStats struct {
+	received     atomic.Uint64
+	decodeErrors atomic.Uint64
+	routeErrors  atomic.Uint64
+	duplicates   atomic.Uint64
+}
+
+var tracer = otel.Tracer("github.com/kubecord/kubecord/services/gateway")
+
+var propagator = propagation.TraceContext{}
+
+// HandleDispatch implements shard.Handler. It runs on the shard's read loop: it decodes the
+// event once, encodes it once, and publishes it without waiting for any consumer.
+func (s *Server) HandleDispatch(d shard.Dispatch) {
+	s.stats.received.Add(1)
+	if d.Name == "READY" {
+		// A fresh session: sequences restart, the previous session's watermark is moot.
+		s.hub.StartSession(d.ShardID)
+	}
+	route, err := discordjson.RoutingKey(d.Name, d.Data)
+	if err != nil {
+		// Still delivered (keyless, routed by shard): losing the event would be worse.
+		s.stats.routeErrors.Add(1)
+		s.log.Warn("unreadable routing key; routing the event by shard", "shard", d.ShardID, "seq", d.Seq, "event", d.Name, "err", err)
+	}
+	ev := &discordv1.Event{
+		ShardId:    uint32(d.ShardID),
+		ShardCount: uint32(d.ShardCount),
+		Sequence:   d.Seq,
+		Name:       d.Name,
+		ReceivedAt: timestamppb.New(d.ReceivedAt),
+		Raw:        d.Data,
+	}
+	if route.Kind != discordjson.RouteNone {
+		ev.RoutingKey = route.Proto()
+		if route.Kind == discordjson.RouteGuild {
+			ev.GuildId = route.ID
+		}
+	}
+	if sc := s.traceEvent(d); sc.IsValid() {
+		carrier := propagation.MapCarrier{}
+		propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
+		ev.TraceContext = carrier
+	}
+	if err := discordjson.DecodeEvent(ev); err != nil {
+		// The raw JSON still carries everything; consumers can decode it themselves.
+		s.stats.decodeErrors.Add(1)
+		s.log.Warn("event payload did not decode; delivering it raw", "shard", d.ShardID, "seq", d.Seq, "event", d.Name, "err", err)
+	}
+	s.routeCommandReply(ev)
+
+	payload, err := proto.Marshal(ev)
+	if err != nil {
+		// Marshalling a message we built cannot fail short of a bug; keep the shard alive.
+		s.log.Error("encoding an event failed; it is not delivered", "shard", d.ShardID, "seq", d.Seq, "event", d.Name, "err", err)
+		return
+	}
+	if !s.hub.Publish(&delivery.Event{
+		ID:         delivery.EventID{Shard: d.ShardID, Seq: d.Seq},
+		Name:       d.Name,
+		Key:        route.ID,
+		Payload:    payload,
+		ReceivedAt: d.ReceivedAt,
+	}) {
+		s.stats.duplicates.Add(1)
+	}
+}
+
+// traceEvent records a short span for the receipt of an event and returns its context, so
+// a worker's handling and REST calls join the same trace. With no tracer provider installed
+// the span is a no-op and invalid, and nothing is added to the event.
+func (s *Server) traceEvent(d shard.Dispatch) trace.SpanContext {
+	_, span := tracer.Start(context.Background(), "gateway.dispatch "+d.Name,
+		trace.WithTimestamp(d.ReceivedAt), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.Int("discord.shard_id", d.ShardID), attribute.Int64("discord.sequence", int64(d.Seq))))
+	sc := span.SpanContext()
+	span.End()
+	return sc
+}
