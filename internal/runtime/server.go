@@ -41,10 +41,12 @@ type Service interface {
 	Register(s *grpc.Server, metrics prometheus.Registerer) error
 	// Start starts background work and returns once the service is ready to
 	// serve; health reports SERVING after it returns. The gRPC server is
-	// already accepting calls (health says NOT_SERVING until then). ctx stays
-	// alive until Stop has returned, so background goroutines may use it; a
-	// fatal error in them is reported with Fail(ctx, err). If Start fails it
-	// must clean up itself: Stop is not called.
+	// already accepting calls (health says NOT_SERVING until then). ctx is
+	// cancelled if shutdown is requested while Start runs; once Start has
+	// returned it stays alive until Stop has returned, so background
+	// goroutines may use it. A fatal error in them is reported with
+	// Fail(ctx, err); SetServing(ctx, ...) reports the service's health. If
+	// Start fails it must clean up itself: Stop is not called.
 	Start(ctx context.Context) error
 	// Stop stops background work and releases resources. It runs after the
 	// gRPC server has stopped, so no handler is running any more; ctx
@@ -358,7 +360,13 @@ func (s *Server) start(ctx context.Context, fail context.CancelCauseFunc) error 
 	s.fail = func(err error) { fail(fmt.Errorf("%s: %w", s.name, err)) }
 	s.lifeCtx, s.cancelLife = context.WithCancel(context.WithValue(context.WithoutCancel(ctx), serverKey{}, s))
 	s.logger.Info("starting", "listen", a.String(), "metrics_listen", s.cfg.MetricsListen, "tls", s.cfg.TLSCert != "", "mtls", s.cfg.TLSCA != "", "auth", s.cfg.AuthSecret != "")
-	if err := s.svc.Start(s.lifeCtx); err != nil {
+	// A shutdown requested while Start runs cancels Start's context, so a
+	// slow start (waiting on a dependency) does not hold the process.
+	// Afterwards the context lives until Stop has returned.
+	stopWatching := context.AfterFunc(ctx, s.cancelLife)
+	err = s.svc.Start(s.lifeCtx)
+	stopWatching()
+	if err != nil {
 		s.cancelLife()
 		s.cancelStreams()
 		s.grpc.Stop()

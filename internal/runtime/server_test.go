@@ -484,6 +484,29 @@ func TestRunSeveral(t *testing.T) {
 			t.Errorf("calls %v, want %v", got, want)
 		}
 	})
+	t.Run("shutdown during a slow Start cancels it", func(t *testing.T) {
+		t.Parallel()
+		a := newTestService("slow")
+		starting := make(chan struct{})
+		a.onStart = func(ctx context.Context) {
+			close(starting)
+			<-ctx.Done() // a dependency that never answers
+		}
+		sa, _ := newServer(t, testConfig(), a)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, sa) }()
+		<-starting
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run waited for a Start that waits forever")
+		}
+		if got, want := a.events.get(), []string{"start slow", "stop slow"}; !slices.Equal(got, want) {
+			t.Errorf("calls %v, want %v", got, want)
+		}
+	})
 	t.Run("stop error is returned", func(t *testing.T) {
 		t.Parallel()
 		a := newTestService("a")
