@@ -499,7 +499,10 @@ func TestRunSeveral(t *testing.T) {
 		<-starting
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v, want nil for a shutdown asked for during Start", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Run waited for a Start that waits forever")
 		}
