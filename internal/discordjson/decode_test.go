@@ -425,3 +425,28 @@ func TestValues(t *testing.T) {
 		})
 	}
 }
+
+// TestDepthLimitIsTheSameEverywhere checks Decode, ParseFrame and RoutingKey agree on where the
+// nesting limit falls, so a payload one accepts is never refused by another.
+func TestDepthLimitIsTheSameEverywhere(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		levels int // total nesting of d, counting d itself
+		ok     bool
+	}{{MaxDepth, true}, {MaxDepth + 1, false}} {
+		for _, shape := range []struct{ name, open, close string }{{"arrays", "[", "]"}, {"objects", `{"a":`, "}"}} {
+			d := []byte(`{"x":` + nest(tt.levels-1, shape.open, "0", shape.close) + `}`)
+			if shape.name == "arrays" {
+				d = []byte(`{"x":` + nest(tt.levels-1, shape.open, "", shape.close) + `}`)
+			}
+			_, errDecode := Decode("MESSAGE_CREATE", d)
+			_, errFrame := ParseFrame(append(append([]byte(`{"op":0,"d":`), d...), '}'))
+			_, errRoute := RoutingKey("MESSAGE_CREATE", d)
+			for what, err := range map[string]error{"Decode": errDecode, "ParseFrame": errFrame, "RoutingKey": errRoute} {
+				if (err == nil) != tt.ok {
+					t.Errorf("%d levels of %s: %s error = %v, want ok=%v", tt.levels, shape.name, what, err, tt.ok)
+				}
+			}
+		}
+	}
+}

@@ -104,7 +104,8 @@ func parseFrame(s *scanner, f *Frame) error {
 			f.Type = internName(name)
 		case 'd':
 			start := s.pos
-			if err := s.skipValue(1); err != nil {
+			// Depth 0: the limit applies to d as it does when d is decoded on its own.
+			if err := s.skipValue(0); err != nil {
 				return err
 			}
 			f.D = s.data[start:s.pos:s.pos]

@@ -57,9 +57,13 @@ func FuzzDecode(f *testing.F) {
 		if err != nil || !proto.Equal(m, again) {
 			t.Fatalf("second decode differs: %v", err)
 		}
+		// Typed names are plain upper-case words, so the frame below is well-formed.
 		frame := append(append([]byte(`{"op":0,"s":1,"t":"`+name+`","d":`), raw...), '}')
 		fr, err := ParseFrame(frame)
-		if err == nil && !bytes.Equal(bytes.TrimSpace(fr.D), bytes.TrimSpace(raw)) {
+		if err != nil {
+			t.Fatalf("decodable payload does not parse as a frame's d: %v", err)
+		}
+		if !bytes.Equal(fr.D, bytes.TrimSpace(raw)) {
 			t.Fatalf("framed d = %q, want %q", fr.D, raw)
 		}
 		if _, err := RoutingKey(name, raw); err != nil {

@@ -158,7 +158,7 @@ func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 		return 0, false, err
 	}
 	if !nested {
-		return readLenientSnowflake(s, c)
+		return readLenientSnowflake(s, c, 1)
 	}
 	if c != '{' {
 		return 0, false, s.skipValue(1)
@@ -177,7 +177,7 @@ func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 			if err != nil {
 				return 0, false, err
 			}
-			if id, ok, err = readLenientSnowflake(s, c); err != nil {
+			if id, ok, err = readLenientSnowflake(s, c, 2); err != nil {
 				return 0, false, err
 			}
 		} else if err := s.skipValue(2); err != nil {
@@ -193,8 +193,8 @@ func readRouteID(s *scanner, nested bool) (id uint64, ok bool, err error) {
 }
 
 // readLenientSnowflake reads a value that should be a snowflake, with ok false (and no error)
-// when it is well-formed JSON of another kind.
-func readLenientSnowflake(s *scanner, c byte) (uint64, bool, error) {
+// when it is well-formed JSON of another kind. depth is that of the object holding the value.
+func readLenientSnowflake(s *scanner, c byte, depth int) (uint64, bool, error) {
 	var text []byte
 	switch {
 	case c == '"':
@@ -220,7 +220,7 @@ func readLenientSnowflake(s *scanner, c byte) (uint64, bool, error) {
 		}
 		text = b
 	default:
-		return 0, false, s.skipValue(2)
+		return 0, false, s.skipValue(depth)
 	}
 	v, ok := parseUint(text)
 	return v, ok, nil
