@@ -215,6 +215,24 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeProtoreflect is BenchmarkDecode with every field written through protoreflect
+// instead of straight into the generated structs: the measurement behind fast.go.
+func BenchmarkDecodeProtoreflect(b *testing.B) {
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			data := readBench(b, bc.path)
+			ec := eventCases[bc.event]
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decodeWith(ec.mt.New(), ec.table, data, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkEncodingJSON is the baseline: encoding/json into plain structs.
 func BenchmarkEncodingJSON(b *testing.B) {
 	for _, bc := range benchCases {

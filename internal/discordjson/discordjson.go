@@ -175,9 +175,14 @@ func DecodeInto(msg proto.Message, d []byte) error {
 // decodeTop decodes the JSON document data, which must hold one object, into m, through the fast
 // path when m is t's generated struct.
 func decodeTop(m protoreflect.Message, t *table, data []byte) error {
+	return decodeWith(m, t, data, true)
+}
+
+// decodeWith is decodeTop with the fast path optional, so benchmarks can compare the two.
+func decodeWith(m protoreflect.Message, t *table, data []byte, fast bool) error {
 	d := decoder{scanner: scanner{data: data}}
 	var err error
-	if msg := m.Interface(); t.goPtr != nil && reflect.TypeOf(msg) == t.goPtr {
+	if msg := m.Interface(); fast && t.goPtr != nil && reflect.TypeOf(msg) == t.goPtr {
 		err = d.objectFast(reflect.ValueOf(msg).UnsafePointer(), t, 1)
 	} else {
 		err = d.object(m, t, 1)
