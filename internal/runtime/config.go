@@ -96,6 +96,7 @@ func (c *Config) RegisterListenFlags(fs *flag.FlagSet, prefix string) {
 // the command line from its environment variable (KUBECORD_ + the flag name
 // upper-cased with dashes as underscores), if that is set. Command-line flags
 // win over the environment. lookupEnv is os.LookupEnv outside tests.
+// Positional arguments are rejected: services take flags only.
 func ParseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
 	if err := fs.Parse(args); err != nil {
 		return err // flag already printed it; ErrHelp passes through untouched

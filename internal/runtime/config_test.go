@@ -286,3 +286,31 @@ func TestDialErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestNonLoopbackWarning(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		listen string
+		secret string
+		warn   bool
+	}{
+		{"loopback", "127.0.0.1:0", "", false},
+		{"localhost", "localhost:0", "", false},
+		{"ipv6 loopback", "[::1]:0", "", false},
+		{"all interfaces without auth", "0.0.0.0:0", "", true},
+		{"empty host without auth", ":0", "", true},
+		{"all interfaces with auth", "0.0.0.0:0", testSecret, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig()
+			cfg.Listen, cfg.AuthSecret = tt.listen, tt.secret
+			_, logs := newServer(t, cfg, newTestService("w")) // never run: nothing listens
+			if got := strings.Contains(logs.String(), "beyond loopback without authentication"); got != tt.warn {
+				t.Errorf("warning logged = %v, want %v:\n%s", got, tt.warn, logs)
+			}
+		})
+	}
+}

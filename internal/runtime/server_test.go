@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
@@ -701,6 +702,41 @@ func BenchmarkUnaryCall(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := client.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnaryCallBare is the baseline for BenchmarkUnaryCall: the same
+// call on a plain grpc.Server and client, without the runtime's
+// interceptors, stats handlers and credentials.
+func BenchmarkUnaryCallBare(b *testing.B) {
+	var lc net.ListenConfig
+	lis, err := lc.Listen(b.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer()
+	testpb.RegisterTestServiceServer(g, newTestService("bare"))
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(lis) }()
+	defer func() {
+		g.Stop()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	client := testpb.NewTestServiceClient(conn)
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 256)}}
+	b.SetBytes(256)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.UnaryCall(b.Context(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
