@@ -145,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	name := args[0]
 	switch name {
+	case "-version", "--version":
+		return run(ctx, []string{"version"}, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		if name == "help" && len(args) > 1 {
 			// "kubecord help rest" is "kubecord rest --help".

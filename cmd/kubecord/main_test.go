@@ -34,6 +34,7 @@ func TestRun(t *testing.T) {
 	}{
 		{"no arguments", nil, exitUsage, nil, []string{"Usage: kubecord <command>", "version"}, nil},
 		{"version", []string{"version"}, exitOK, []string{"kubecord ", "go1."}, nil, nil},
+		{"--version", []string{"--version"}, exitOK, []string{"kubecord "}, nil, nil},
 		{"--help lists commands", []string{"--help"}, exitOK, []string{"Commands:", "print the version and build information", "test-wait", "KUBECORD_"}, nil, nil},
 		{"-h", []string{"-h"}, exitOK, []string{"Commands:"}, nil, nil},
 		{"help", []string{"help"}, exitOK, []string{"Commands:"}, nil, nil},

@@ -31,8 +31,10 @@ func (c ClientConfig) tlsEnabled() bool { return c.TLSCA != "" || c.TLSCert != "
 
 // Client returns the ClientConfig a service started with c uses to call its
 // peers: the same shared secret, and with TLS the same certificate (which
-// then doubles as the client certificate) and CA. It assumes all services of
-// a deployment share one secret and one CA, the way Kubecord deploys them.
+// then doubles as the client certificate, so it must allow client
+// authentication: extended key usage clientAuth as well as serverAuth) and
+// CA. It assumes all services of a deployment share one secret and one CA,
+// the way Kubecord deploys them.
 func (c Config) Client() ClientConfig {
 	return ClientConfig{AuthSecret: c.AuthSecret, TLSCA: c.TLSCA, TLSCert: c.TLSCert, TLSKey: c.TLSKey}
 }
