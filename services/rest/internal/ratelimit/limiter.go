@@ -114,6 +114,43 @@ type Limiter struct {
 
 	mu     sync.Mutex
 	queues map[string]*queue
+
+	// rttMu guards the slowest grant-to-answer times of the current and
+	// the previous period (one global window each). A request may reach
+	// Discord that long after it was granted, so the global window is
+	// stretched by it: the first request of Discord's window may have
+	// arrived late, and its window ends late too.
+	rttMu      sync.Mutex
+	rttCur     time.Duration
+	rttPrev    time.Duration
+	rttStarted time.Time
+}
+
+// RecordRTT reports how long a granted request took to be answered.
+func (l *Limiter) RecordRTT(d time.Duration) {
+	now := time.Now()
+	l.rttMu.Lock()
+	defer l.rttMu.Unlock()
+	l.rotateRTT(now)
+	l.rttCur = max(l.rttCur, d)
+}
+
+func (l *Limiter) rotateRTT(now time.Time) {
+	if period := l.cfg.GlobalWindow; now.Sub(l.rttStarted) >= period {
+		if now.Sub(l.rttStarted) >= 2*period {
+			l.rttCur = 0
+		}
+		l.rttPrev, l.rttCur, l.rttStarted = l.rttCur, 0, now
+	}
+}
+
+// slowestRTT is the slowest answer of the last one to two global windows,
+// capped so that one stuck request cannot stall the bot.
+func (l *Limiter) slowestRTT() time.Duration {
+	l.rttMu.Lock()
+	defer l.rttMu.Unlock()
+	l.rotateRTT(time.Now())
+	return min(max(l.rttCur, l.rttPrev), l.cfg.GlobalWindow/4)
 }
 
 // queue serialises the requests of one bucket in this process, so that
@@ -194,7 +231,7 @@ func (l *Limiter) Wait(ctx context.Context, bot string, r Route, globalLimit int
 	}
 	a := Acquire{
 		Bot: bot, Route: r, Global: !r.Exempt,
-		GlobalLimit: globalLimit, GlobalWindow: l.cfg.GlobalWindow + l.cfg.Margin,
+		GlobalLimit: globalLimit, GlobalWindow: l.cfg.GlobalWindow + l.cfg.Margin + l.slowestRTT(),
 		InvalidLimit: max(l.cfg.InvalidLimit, 0), InvalidWindow: l.cfg.InvalidWindow,
 		ProbeTTL: l.cfg.ProbeTTL,
 	}

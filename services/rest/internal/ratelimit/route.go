@@ -119,12 +119,12 @@ func ParseRoute(method, path string, now time.Time) Route {
 			prev = segs[i-1]
 		}
 		switch {
-		case prev == "reactions":
-			// Every reaction route of a message shares one tight limit
-			// whatever the emoji or user, so they collapse into one key.
-			b.WriteString("/*")
-			i = len(segs)
-			continue
+		case s == "reactions" && i == 4 && segs[0] == "channels" && segs[2] == "messages":
+			// Every reaction route of a channel shares one tight limit
+			// whatever the method, emoji or user: one key for all, so the
+			// first use of a second reaction route cannot overrun it.
+			r.Key = "* /channels/{major}/messages/{id}/reactions/*"
+			return r
 		case prev == "invites" || prev == "templates":
 			b.WriteString("/{code}")
 		case isDigits(s) && s != "":
