@@ -1,6 +1,7 @@
 package discordjson
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -21,6 +22,34 @@ var strStop = func() (t [256]bool) {
 	t['\\'] = true
 	return t
 }()
+
+// Byte-lane constants for scanning strings eight bytes at a time.
+const (
+	lanesLow  = 0x0101010101010101
+	lanesHigh = 0x8080808080808080
+)
+
+// hasStop reports whether any of the eight bytes in x is a quote, a backslash or a control
+// character. It uses the classic "has zero byte" and "has byte less than n" tricks, which are
+// exact about presence (they only blur which lane matched).
+func hasStop(x uint64) bool {
+	q := x ^ (lanesLow * '"')
+	b := x ^ (lanesLow * '\\')
+	return ((q-lanesLow)&^q|(b-lanesLow)&^b|(x-lanesLow*0x20)&^x)&lanesHigh != 0
+}
+
+// scanPlain returns the index of the first byte at or after i that ends a plain run of string
+// bytes (see strStop), or len(d). Most of a Discord payload is strings, so this loop is the
+// scanner's hottest.
+func scanPlain(d []byte, i int) int {
+	for i+8 <= len(d) && !hasStop(binary.LittleEndian.Uint64(d[i:])) {
+		i += 8
+	}
+	for i < len(d) && !strStop[d[i]] {
+		i++
+	}
+	return i
+}
 
 // scanner is a position in a JSON document. Its methods validate as they go and report errors
 // as *syntaxError values carrying the byte offset.
@@ -114,10 +143,7 @@ func (s *scanner) endOfContainer(end byte) (bool, error) {
 func (s *scanner) readString() ([]byte, error) {
 	d := s.data
 	start := s.pos + 1
-	i := start
-	for i < len(d) && !strStop[d[i]] {
-		i++
-	}
+	i := scanPlain(d, start)
 	if i >= len(d) {
 		return nil, s.eof()
 	}
@@ -238,9 +264,7 @@ func (s *scanner) skipString() error {
 	d := s.data
 	i := s.pos + 1
 	for {
-		for i < len(d) && !strStop[d[i]] {
-			i++
-		}
+		i = scanPlain(d, i)
 		if i >= len(d) {
 			return s.eof()
 		}
