@@ -5,7 +5,7 @@
 // its handler returns:
 //
 //	bot, err := sdk.New(sdk.WithGateways("127.0.0.1:7001"), sdk.WithGroup("bot"),
-//		sdk.WithREST("127.0.0.1:7003"))
+//		sdk.WithREST("127.0.0.1:7002"))
 //	if err != nil { ... }
 //	sdk.On(bot, func(ctx context.Context, m *discordv1.MessageCreate) error {
 //		if m.GetMessage().GetContent() == "!ping" {

@@ -2,7 +2,7 @@
 // /ping. It reads its configuration from the environment (KUBECORD_GATEWAYS,
 // KUBECORD_REST_ADDR, KUBECORD_GROUP, KUBECORD_AUTH_SECRET, ...).
 //
-//	KUBECORD_GATEWAYS=127.0.0.1:7001 KUBECORD_REST_ADDR=127.0.0.1:7003 go run ./examples/ping
+//	KUBECORD_GATEWAYS=127.0.0.1:7001 KUBECORD_REST_ADDR=127.0.0.1:7002 go run ./examples/ping
 package main
 
 import (
