@@ -65,8 +65,9 @@ var routeSelf = map[string]RouteKind{
 // RoutingKey reads the routing key of the dispatch named name from its raw payload d, looking
 // only at top-level keys (and "id" inside a top-level "user"), and skipping everything else
 // without decoding it. It stops as soon as it has the best possible key. It returns a Route of
-// kind RouteNone when d names nothing to route by, and an error only when d is not well-formed
-// JSON. Ids that are not snowflakes are passed over: the decoder reports those.
+// kind RouteNone when d names nothing to route by (and always for READY), and an error only when
+// d is not well-formed JSON. Ids that are not snowflakes are passed over: the decoder reports
+// those.
 func RoutingKey(name string, d []byte) (Route, error) {
 	r, err := routingKey(name, d)
 	if err != nil {
@@ -76,6 +77,11 @@ func RoutingKey(name string, d []byte) (Route, error) {
 }
 
 func routingKey(name string, d []byte) (Route, error) {
+	if name == "READY" {
+		// READY starts a shard's session and concerns no one guild, channel or user (its "user"
+		// is the bot itself); the contract routes it by shard.
+		return Route{}, nil
+	}
 	s := scanner{data: d}
 	c, err := s.next()
 	if err != nil {

@@ -29,7 +29,7 @@ func TestRoutingKey(t *testing.T) {
 		{"user update", "USER_UPDATE", `{"id":"3","username":"u"}`, Route{RouteUser, 3}},
 		{"entitlement", "ENTITLEMENT_CREATE", `{"id":"9","user_id":"3","sku_id":"4"}`, Route{RouteUser, 3}},
 		{"typing in DM", "TYPING_START", `{"user_id":"3","channel_id":"2","timestamp":1}`, Route{RouteChannel, 2}},
-		{"ready", "READY", `{"v":10,"guilds":[{"id":"1","unavailable":true}],"session_id":"s"}`, Route{}},
+		{"ready", "READY", `{"v":10,"user":{"id":"3","bot":true},"guilds":[{"id":"1","unavailable":true}],"session_id":"s"}`, Route{}},
 		{"resumed", "RESUMED", `{"_trace":["x"]}`, Route{}},
 		{"null d", "RECONNECT", `null`, Route{}},
 		{"numeric snowflake", "MESSAGE_CREATE", `{"guild_id":1}`, Route{RouteGuild, 1}},
