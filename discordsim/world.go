@@ -180,6 +180,22 @@ type Guild struct {
 	// Unavailable guilds are in an outage: GUILD_CREATE carries unavailable:true.
 	Unavailable bool
 	JoinedAt    time.Time
+
+	// Procedural members: the users with indexes genOffset..genOffset+genCount-1
+	// (mod the world's user pool) are members, derived from the seed on
+	// demand, so a huge guild costs no memory. Members overrides them (the
+	// bots, and anyone changed through the API); removed hides them.
+	genOffset int
+	genCount  int
+	removed   map[Snowflake]struct{}
+	// roleOrder lists the assignable (non-@everyone) roles, for procedural members.
+	roleOrder []Snowflake
+	// textChannels and voiceChannels are the ids the load generator picks from.
+	textChannels  []Snowflake
+	voiceChannels []Snowflake
+	createdAt     time.Time
+	// index is the guild's position in generation order (its size rank).
+	index int
 }
 
 // World is the simulated Discord: the guilds, channels and users that both the
@@ -190,6 +206,14 @@ type World struct {
 	channels map[Snowflake]*Channel // every channel, including threads and DMs
 	users    map[Snowflake]*User
 	ids      *idGen
+
+	seed uint64
+	// userPool is the number of procedural users; user k has userIDFor(k).
+	userPool int
+	// guildOrder lists guild ids by size rank (largest first).
+	guildOrder []Snowflake
+	// botUsers are the bots' user ids; every bot is in every guild.
+	botUsers []Snowflake
 }
 
 // idGen makes snowflakes that increase with time, as Discord's do.

@@ -1,0 +1,254 @@
+package discordsim
+
+import (
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// SeqRange is an inclusive range of sequence numbers.
+type SeqRange struct {
+	From int64 `json:"from"`
+	To   int64 `json:"to"`
+}
+
+// seqSet records which sequence numbers were written, as sorted disjoint
+// ranges: a session that sent a million events in order costs one range.
+type seqSet struct {
+	mu     sync.Mutex
+	ranges []SeqRange
+}
+
+func (s *seqSet) add(seq int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.ranges)
+	if n > 0 {
+		last := &s.ranges[n-1]
+		if seq == last.To+1 {
+			last.To = seq
+			return
+		}
+		if seq >= last.From && seq <= last.To {
+			return
+		}
+	}
+	// General case (a replay re-sends, or out of order): insert and merge.
+	i, _ := slices.BinarySearchFunc(s.ranges, seq, func(r SeqRange, v int64) int {
+		switch {
+		case r.To < v:
+			return -1
+		case r.From > v:
+			return 1
+		}
+		return 0
+	})
+	if i < n && s.ranges[i].From <= seq && seq <= s.ranges[i].To {
+		return
+	}
+	s.ranges = slices.Insert(s.ranges, i, SeqRange{seq, seq})
+	if i+1 < len(s.ranges) && s.ranges[i+1].From == seq+1 {
+		s.ranges[i].To = s.ranges[i+1].To
+		s.ranges = slices.Delete(s.ranges, i+1, i+2)
+	}
+	if i > 0 && s.ranges[i-1].To == seq-1 {
+		s.ranges[i-1].To = s.ranges[i].To
+		s.ranges = slices.Delete(s.ranges, i, i+1)
+	}
+}
+
+func (s *seqSet) snapshot() []SeqRange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ranges)
+}
+
+// SeqSet is a snapshot of the sequence numbers written to a session.
+type SeqSet []SeqRange
+
+// Contains reports whether seq was written.
+func (s SeqSet) Contains(seq int64) bool {
+	_, ok := slices.BinarySearchFunc(s, seq, func(r SeqRange, v int64) int {
+		switch {
+		case r.To < v:
+			return -1
+		case r.From > v:
+			return 1
+		}
+		return 0
+	})
+	return ok
+}
+
+// Count is the number of distinct sequence numbers written.
+func (s SeqSet) Count() int64 {
+	var n int64
+	for _, r := range s {
+		n += r.To - r.From + 1
+	}
+	return n
+}
+
+// Missing returns the written sequence numbers not in received, so a test
+// can assert that every event the simulator sent reached the bot.
+func (s SeqSet) Missing(received map[int64]bool) []int64 {
+	var out []int64
+	for _, r := range s {
+		for q := r.From; q <= r.To; q++ {
+			if !received[q] {
+				out = append(out, q)
+			}
+		}
+	}
+	return out
+}
+
+// gatewayCounters is the gateway's accounting.
+type gatewayCounters struct {
+	connections, identifies, identifyRateLimited, resumes, resumeFailed atomic.Int64
+	invalidSessions, reconnects, heartbeats, heartbeatTimeouts          atomic.Int64
+	tokenResets, memberRequests, memberRequestsLimited, dispatches      atomic.Int64
+
+	mu           sync.Mutex
+	closes       map[int]int64
+	clientCloses map[int]int64
+	events       map[string]int64
+	sessions     map[string]*session
+	order        []*session
+}
+
+func newGatewayCounters() gatewayCounters {
+	return gatewayCounters{closes: map[int]int64{}, clientCloses: map[int]int64{}, events: map[string]int64{}, sessions: map[string]*session{}}
+}
+
+func (g *gatewayCounters) serverClose(code int) {
+	g.mu.Lock()
+	g.closes[code]++
+	g.mu.Unlock()
+}
+
+func (g *gatewayCounters) clientClose(code int) {
+	g.mu.Lock()
+	g.clientCloses[code]++
+	g.mu.Unlock()
+}
+
+func (g *gatewayCounters) countEvents(items []outItem) {
+	var n int64
+	g.mu.Lock()
+	for i := range items {
+		if items[i].seq != 0 {
+			g.events[items[i].event]++
+			n++
+		}
+	}
+	g.mu.Unlock()
+	g.dispatches.Add(n)
+}
+
+// track keeps a session's accounting for the simulator's lifetime.
+func (g *gatewayCounters) track(sess *session) {
+	g.mu.Lock()
+	g.sessions[sess.id] = sess
+	g.order = append(g.order, sess)
+	g.mu.Unlock()
+}
+
+// retire frees an ended session's replay buffer; its accounting stays.
+func (g *gatewayCounters) retire(sess *session) {
+	sess.mu.Lock()
+	clear(sess.ring)
+	sess.ring, sess.ringHead, sess.ringBytes = nil, 0, 0
+	sess.dead = true
+	sess.mu.Unlock()
+}
+
+// SessionStats is one session's accounting.
+type SessionStats struct {
+	SessionID string    `json:"session_id"`
+	BotID     Snowflake `json:"bot_id"`
+	Shard     [2]int    `json:"shard"`
+	Intents   int64     `json:"intents"`
+	// LastSeq is the last sequence number assigned.
+	LastSeq int64 `json:"last_seq"`
+	// Sent are the sequence numbers written to the client's socket.
+	Sent      SeqSet `json:"sent"`
+	Connected bool   `json:"connected"`
+	Resumable bool   `json:"resumable"`
+}
+
+// GatewayStats is the gateway's accounting, from GatewayStats() and GET /_sim/stats.
+type GatewayStats struct {
+	Connections           int64            `json:"connections"`
+	Identifies            int64            `json:"identifies"`
+	IdentifyRateLimited   int64            `json:"identify_rate_limited"`
+	Resumes               int64            `json:"resumes"`
+	ResumeFailed          int64            `json:"resume_failed"`
+	InvalidSessions       int64            `json:"invalid_sessions"`
+	Reconnects            int64            `json:"reconnects"`
+	Heartbeats            int64            `json:"heartbeats"`
+	HeartbeatTimeouts     int64            `json:"heartbeat_timeouts"`
+	TokenResets           int64            `json:"token_resets"`
+	MemberRequests        int64            `json:"member_requests"`
+	MemberRequestsLimited int64            `json:"member_requests_rate_limited"`
+	Dispatches            int64            `json:"dispatches"`
+	Closes                map[string]int64 `json:"closes"`
+	ClientCloses          map[string]int64 `json:"client_closes"`
+	Events                map[string]int64 `json:"events"`
+	Sessions              []SessionStats   `json:"sessions"`
+}
+
+// GatewayStats returns a snapshot of the gateway accounting.
+func (s *Server) GatewayStats() GatewayStats {
+	c := &s.gw.stats
+	st := GatewayStats{
+		Connections: c.connections.Load(), Identifies: c.identifies.Load(), IdentifyRateLimited: c.identifyRateLimited.Load(),
+		Resumes: c.resumes.Load(), ResumeFailed: c.resumeFailed.Load(), InvalidSessions: c.invalidSessions.Load(),
+		Reconnects: c.reconnects.Load(), Heartbeats: c.heartbeats.Load(), HeartbeatTimeouts: c.heartbeatTimeouts.Load(),
+		TokenResets: c.tokenResets.Load(), MemberRequests: c.memberRequests.Load(),
+		MemberRequestsLimited: c.memberRequestsLimited.Load(), Dispatches: c.dispatches.Load(),
+		Closes: map[string]int64{}, ClientCloses: map[string]int64{}, Events: map[string]int64{},
+	}
+	c.mu.Lock()
+	for k, v := range c.closes {
+		st.Closes[strconv.Itoa(k)] = v
+	}
+	for k, v := range c.clientCloses {
+		st.ClientCloses[strconv.Itoa(k)] = v
+	}
+	for k, v := range c.events {
+		st.Events[k] = v
+	}
+	order := slices.Clone(c.order)
+	c.mu.Unlock()
+	for _, sess := range order {
+		st.Sessions = append(st.Sessions, sess.stats())
+	}
+	return st
+}
+
+func (s *session) stats() SessionStats {
+	s.mu.Lock()
+	st := SessionStats{SessionID: s.id, BotID: s.bot.ID, Shard: [2]int{s.shardID, s.numShards}, Intents: s.intents,
+		LastSeq: s.seq, Connected: s.conn != nil, Resumable: !s.dead}
+	s.mu.Unlock()
+	st.Sent = s.sent.snapshot()
+	return st
+}
+
+// SentSeqs returns the sequence numbers written to a session, or false for
+// an unknown session id.
+func (s *Server) SentSeqs(sessionID string) (SeqSet, bool) {
+	c := &s.gw.stats
+	c.mu.Lock()
+	sess := c.sessions[sessionID]
+	c.mu.Unlock()
+	if sess == nil {
+		return nil, false
+	}
+	return sess.sent.snapshot(), true
+}
+
+// Sessions lists every session started so far with its accounting.
+func (s *Server) Sessions() []SessionStats { return s.GatewayStats().Sessions }
