@@ -149,11 +149,16 @@ func (ms *messageStore) add(m Message, guildID Snowflake) {
 	i, _ := slices.BinarySearch(cm.ids, m.ID)
 	cm.ids = slices.Insert(cm.ids, i, m.ID)
 	cm.byID[m.ID] = &storedMessage{msg: m, guildID: guildID}
-	if len(cm.ids) > ms.max {
-		old := cm.ids[0]
-		cm.ids = slices.Delete(cm.ids, 0, 1)
-		delete(cm.byID, old)
-		cm.pins = slices.DeleteFunc(cm.pins, func(id Snowflake) bool { return id == old })
+	// Forget the oldest messages in batches (down to max once the history
+	// is a quarter over), so a full channel does not shift its whole
+	// history on every message.
+	if len(cm.ids) > ms.max+ms.max/4 {
+		drop := cm.ids[:len(cm.ids)-ms.max]
+		for _, old := range drop {
+			delete(cm.byID, old)
+		}
+		cm.pins = slices.DeleteFunc(cm.pins, func(id Snowflake) bool { _, ok := cm.byID[id]; return !ok })
+		cm.ids = slices.Clone(cm.ids[len(drop):])
 	}
 }
 

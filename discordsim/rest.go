@@ -127,11 +127,17 @@ func newRESTState(s *Server) *restState {
 	rs.globalID = rs.lim.add(bucketSpec{Name: "global", Limit: cfg.GlobalLimit, Window: cfg.GlobalWindow})
 	rs.routes = newRouter(rs.lim, restRoutes())
 	rs.stats = newRESTStats(rs.routes)
+	if s.mux != nil {
+		// The REST admin endpoints (faults, stats) live beside the gateway's
+		// /_sim endpoints. Mounted here because Start builds the REST state
+		// exactly once, before it serves.
+		s.mux.HandleFunc("/_sim/rest/", rs.serveAdmin)
+	}
 	return rs
 }
 
-// restHandler serves /api/... (every API version Discord accepts) and the
-// REST admin endpoints under /_sim/rest/.
+// restHandler serves /api/... (every API version Discord accepts) and, when
+// mounted there, the REST admin endpoints under /_sim/rest/.
 func (s *Server) restHandler() http.Handler {
 	rs := s.rest
 	if rs == nil {
@@ -479,13 +485,22 @@ func (c *reqCtx) sublimit(name string) bool {
 
 // setBucketHeaders writes the X-RateLimit-* headers of a bucket decision.
 func setBucketHeaders(h http.Header, d decision, hash string) {
-	h[hdrLimit] = []string{strconv.Itoa(d.limit)}
-	h[hdrRemaining] = []string{strconv.Itoa(d.remaining)}
-	// Both rounded up to the millisecond, so a client that waits exactly as
-	// long as told is never early.
-	h[hdrReset] = []string{formatMillis(ceilMillis(d.resetAt.UnixNano()))}
-	h[hdrResetAfter] = []string{formatMillis(ceilMillis(int64(d.retryAfter)))}
-	h[hdrBucket] = []string{hash}
+	// One backing array for the five values: fewer allocations on the
+	// path every request takes. Reset and Reset-After are rounded up to the
+	// millisecond, so a client that waits exactly as long as told is never
+	// early.
+	v := [5]string{
+		strconv.Itoa(d.limit),
+		strconv.Itoa(d.remaining),
+		formatMillis(ceilMillis(d.resetAt.UnixNano())),
+		formatMillis(ceilMillis(int64(d.retryAfter))),
+		hash,
+	}
+	h[hdrLimit] = v[0:1:1]
+	h[hdrRemaining] = v[1:2:2]
+	h[hdrReset] = v[2:3:3]
+	h[hdrResetAfter] = v[3:4:4]
+	h[hdrBucket] = v[4:5:5]
 }
 
 // ceilMillis converts nanoseconds to milliseconds, rounding up.

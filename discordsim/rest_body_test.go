@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseMessageRequest(t *testing.T) {
@@ -124,5 +126,68 @@ func FuzzParseMessageRequest(f *testing.F) {
 			t.Fatalf("error body does not encode: %v", err)
 		}
 		_ = http.StatusText(rerr.status)
+	})
+}
+
+func TestMessageStoreBound(t *testing.T) {
+	t.Parallel()
+	ms := newMessageStore(100)
+	for i := 1; i <= 1000; i++ {
+		ms.add(Message{ID: Snowflake(i), ChannelID: 7, Pinned: i == 950}, 1)
+		if i == 950 {
+			ms.update(7, 950, 0, func(*storedMessage) bool { return true })
+		}
+	}
+	got := ms.list(7, 0, historyQuery{limit: 100, after: 0})
+	sh := ms.shard(7)
+	sh.mu.RLock()
+	n, stored := len(sh.chans[7].ids), len(sh.chans[7].byID)
+	sh.mu.RUnlock()
+	if n > 125 || n < 100 || stored != n {
+		t.Fatalf("kept %d ids / %d messages, want between 100 and 125 and equal", n, stored)
+	}
+	if got[0].ID != 1000 {
+		t.Fatalf("newest = %v, want 1000", got[0].ID)
+	}
+	if pins := ms.pinned(7, 0); len(pins) != 1 || pins[0].ID != 950 {
+		t.Fatalf("pins = %+v", pins)
+	}
+	if _, ok := ms.get(7, 1, 0); ok {
+		t.Fatal("the oldest message was kept")
+	}
+}
+
+// FuzzRESTPath feeds arbitrary request paths through version stripping, the
+// router and the emoji parser: any path must get an answer, never a panic.
+func FuzzRESTPath(f *testing.F) {
+	for _, p := range []string{
+		"/api/v10/channels/1/messages", "/api/v9/channels/1/messages/2/reactions/%F0%9F%91%8D/@me",
+		"/api/channels/1/messages/2/reactions/name:123/@me", "/api/v4/users/@me", "/api/v10/webhooks/1/tok/messages/@original",
+		"/api/v10//", "/api/vx/", "/api/v10/channels/%zz/messages", "/apix",
+	} {
+		f.Add(p)
+	}
+	lim := newLimiter(func() time.Time { return time.Unix(0, 0) }, bucketTable, nil)
+	rt := newRouter(lim, restRoutes())
+	rs := &restState{routes: rt, lim: lim}
+	f.Fuzz(func(t *testing.T, path string) {
+		u := &url.URL{Path: path}
+		r := &http.Request{Method: "GET", URL: u}
+		w := &discardWriter{h: http.Header{}}
+		c := &reqCtx{rs: rs, w: w, r: r}
+		p, ok := rs.stripVersion(c)
+		if !ok {
+			if w.status < 400 {
+				t.Fatalf("rejected %q with status %d", path, w.status)
+			}
+			return
+		}
+		if route, _ := rt.match("GET", p, c); route != nil {
+			c.route = route
+			_ = rs.parseIDs(c)
+			if v := c.str("emoji.id"); v != "" {
+				_, _ = parseEmoji(v)
+			}
+		}
 	})
 }

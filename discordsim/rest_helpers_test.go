@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -95,6 +94,26 @@ func (r response) apiErr(t testing.TB) apiError {
 func (c *restClient) do(method, path string, body any) response {
 	c.t.Helper()
 	return c.doType(method, path, "application/json", body)
+}
+
+// doNoFatal sends a JSON request from any goroutine and returns the status
+// (0 on a transport error, which it reports).
+func (c *restClient) doNoFatal(method, path, body string) int {
+	req, err := http.NewRequestWithContext(c.t.Context(), method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Error(err)
+		return 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bot "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Error(err)
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
 
 func (c *restClient) doType(method, path, ct string, body any) response {
@@ -197,11 +216,3 @@ func customEmoji(s *Server, gid Snowflake) string {
 	return s.world.guilds[gid].Emojis[ids[0]].Name + ":" + ids[0].String()
 }
 
-// httptestServer serves h on a loopback port for the test's lifetime and
-// returns its base URL.
-func httptestServer(t testing.TB, h http.Handler) string {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}

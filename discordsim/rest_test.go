@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -771,7 +772,7 @@ func TestRESTFaults(t *testing.T) {
 func TestRESTAdminEndpoint(t *testing.T) {
 	t.Parallel()
 	s, _ := restSim(t, RESTConfig{})
-	admin := httptestServer(t, s.restHandler())
+	admin := s.URL()
 	bot := newRESTClient(t, s, botToken(s))
 	post := func(body string) int {
 		req, _ := http.NewRequestWithContext(t.Context(), "POST", admin+"/_sim/rest/faults", strings.NewReader(body))
@@ -802,4 +803,58 @@ func TestRESTAdminEndpoint(t *testing.T) {
 	if st.RateLimitedByScope["shared"] != 1 {
 		t.Fatalf("stats over HTTP: %+v", st)
 	}
+}
+
+// TestRESTConcurrentLimits hammers two channels from several goroutines: each
+// bucket grants exactly its limit, and every answer is accounted.
+func TestRESTConcurrentLimits(t *testing.T) {
+	t.Parallel()
+	s, _ := restSim(t, RESTConfig{Buckets: map[string]BucketLimit{"message-create": {Limit: 3, Window: time.Hour}}})
+	bot := newRESTClient(t, s, botToken(s))
+	chans, _ := textChannels(s)
+	const workers, each = 4, 10
+	var ok, limited atomicCounter
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				path := "/channels/" + chans[(w+i)%2].String() + "/messages"
+				switch r := bot.doNoFatal("POST", path, `{"content":"x"}`); r {
+				case 200:
+					ok.add()
+				case 429:
+					limited.add()
+				default:
+					t.Errorf("status %d", r)
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	if ok.n != 6 || limited.n != workers*each-6 {
+		t.Fatalf("%d ok, %d limited; want 6 (3 per channel) and %d", ok.n, limited.n, workers*each-6)
+	}
+	st := s.RESTStats()
+	if st.ByRoute["POST /channels/{channel.id}/messages"] != workers*each || st.RateLimited != int64(limited.n) || st.ByStatus["200"] != 6 {
+		t.Fatalf("stats %+v", st)
+	}
+	var msgs []Message
+	bot.do("GET", "/channels/"+chans[0].String()+"/messages", nil).want(t, 200).decode(t, &msgs)
+	if len(msgs) != 3 {
+		t.Fatalf("channel holds %d messages, want 3", len(msgs))
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) add() {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
 }
