@@ -215,4 +215,3 @@ func customEmoji(s *Server, gid Snowflake) string {
 	slices.Sort(ids)
 	return s.world.guilds[gid].Emojis[ids[0]].Name + ":" + ids[0].String()
 }
-
