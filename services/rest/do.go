@@ -127,7 +127,6 @@ func (s *Service) do(ctx context.Context, o *outbound) (*inbound, error) {
 		if len(o.body) == 0 {
 			req.Body, req.GetBody, req.ContentLength = http.NoBody, nil, 0
 		}
-		sent := time.Now()
 		resp, err := s.client.Do(req)
 		if err != nil {
 			s.observe(ctx, o, route, 0, nil, nil)
@@ -145,7 +144,6 @@ func (s *Service) do(ctx context.Context, o *outbound) (*inbound, error) {
 			}
 			return nil, newUpstreamError(err)
 		}
-		s.lim.RecordRTT(time.Since(sent))
 		body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxResponseBytes))
 		_ = resp.Body.Close() // the body is read; closing cannot lose data
 		if err != nil {

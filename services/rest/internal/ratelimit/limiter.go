@@ -114,43 +114,6 @@ type Limiter struct {
 
 	mu     sync.Mutex
 	queues map[string]*queue
-
-	// rttMu guards the slowest grant-to-answer times of the current and
-	// the previous period (one global window each). A request may reach
-	// Discord that long after it was granted, so the global window is
-	// stretched by it: the first request of Discord's window may have
-	// arrived late, and its window ends late too.
-	rttMu      sync.Mutex
-	rttCur     time.Duration
-	rttPrev    time.Duration
-	rttStarted time.Time
-}
-
-// RecordRTT reports how long a granted request took to be answered.
-func (l *Limiter) RecordRTT(d time.Duration) {
-	now := time.Now()
-	l.rttMu.Lock()
-	defer l.rttMu.Unlock()
-	l.rotateRTT(now)
-	l.rttCur = max(l.rttCur, d)
-}
-
-func (l *Limiter) rotateRTT(now time.Time) {
-	if period := l.cfg.GlobalWindow; now.Sub(l.rttStarted) >= period {
-		if now.Sub(l.rttStarted) >= 2*period {
-			l.rttCur = 0
-		}
-		l.rttPrev, l.rttCur, l.rttStarted = l.rttCur, 0, now
-	}
-}
-
-// slowestRTT is the slowest answer of the last one to two global windows,
-// capped so that one stuck request cannot stall the bot.
-func (l *Limiter) slowestRTT() time.Duration {
-	l.rttMu.Lock()
-	defer l.rttMu.Unlock()
-	l.rotateRTT(time.Now())
-	return min(max(l.rttCur, l.rttPrev), l.cfg.GlobalWindow/4)
 }
 
 // queue serialises the requests of one bucket in this process, so that
@@ -214,16 +177,23 @@ func (l *Limiter) QueueDepth() int {
 // returns ctx's error, ErrQueueFull, a *RefusedError, a *DeadlineError, or
 // a store error.
 func (l *Limiter) Wait(ctx context.Context, bot string, r Route, globalLimit int) error {
+	_, err := l.WaitGrant(ctx, bot, r, globalLimit)
+	return err
+}
+
+// WaitGrant is Wait that also returns a time just before the store
+// granted the request.
+func (l *Limiter) WaitGrant(ctx context.Context, bot string, r Route, globalLimit int) (time.Time, error) {
 	key := queueKey(bot, r)
 	q, err := l.enter(key)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	defer l.leave(key, q)
 	select {
 	case q.head <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 	defer func() { <-q.head }()
 	if globalLimit <= 0 {
@@ -231,7 +201,7 @@ func (l *Limiter) Wait(ctx context.Context, bot string, r Route, globalLimit int
 	}
 	a := Acquire{
 		Bot: bot, Route: r, Global: !r.Exempt,
-		GlobalLimit: globalLimit, GlobalWindow: l.cfg.GlobalWindow + l.cfg.Margin + l.slowestRTT(),
+		GlobalLimit: globalLimit, GlobalWindow: l.cfg.GlobalWindow + l.cfg.Margin,
 		InvalidLimit: max(l.cfg.InvalidLimit, 0), InvalidWindow: l.cfg.InvalidWindow,
 		ProbeTTL: l.cfg.ProbeTTL,
 	}
@@ -242,20 +212,21 @@ func (l *Limiter) Wait(ctx context.Context, bot string, r Route, globalLimit int
 		}
 	}()
 	for {
+		asked := time.Now()
 		g, err := l.store.Acquire(ctx, a)
 		if err != nil {
-			return fmt.Errorf("asking the ratelimit store: %w", err)
+			return time.Time{}, fmt.Errorf("asking the ratelimit store: %w", err)
 		}
 		if g.Refused {
-			return &RefusedError{Reason: g.Reason, RetryAfter: g.Wait}
+			return time.Time{}, &RefusedError{Reason: g.Reason, RetryAfter: g.Wait}
 		}
 		if g.Wait <= 0 {
-			return nil
+			return asked, nil
 		}
 		wait := g.Wait
 		if dl, ok := ctx.Deadline(); ok && g.Reason != ReasonProbe {
 			if left := time.Until(dl); left < wait {
-				return &DeadlineError{Reason: g.Reason, Wait: wait, Left: left}
+				return time.Time{}, &DeadlineError{Reason: g.Reason, Wait: wait, Left: left}
 			}
 		}
 		if g.Reason == ReasonProbe && wait > l.cfg.MaxPoll {
@@ -271,7 +242,7 @@ func (l *Limiter) Wait(ctx context.Context, bot string, r Route, globalLimit int
 		case <-q.notify:
 			timer.Stop()
 		case <-ctx.Done():
-			return ctx.Err()
+			return time.Time{}, ctx.Err()
 		}
 	}
 }
@@ -290,7 +261,8 @@ type Verdict struct {
 // Observe records a response to a request Wait let through. status 0 means
 // no response (network error). body is needed only for 401, 404 and 429.
 func (l *Limiter) Observe(ctx context.Context, bot string, r Route, status int, h http.Header, body []byte) (Verdict, error) {
-	o := Observation{Bot: bot, Route: r, Status: status, InvalidWindow: l.cfg.InvalidWindow, BadTTL: l.cfg.BadTTL}
+	o := Observation{Bot: bot, Route: r, Status: status, InvalidWindow: l.cfg.InvalidWindow, BadTTL: l.cfg.BadTTL,
+		Global: !r.Exempt, GlobalWindow: l.cfg.GlobalWindow + l.cfg.Margin}
 	var v Verdict
 	if status != 0 {
 		parseHeaders(&o, h, l.cfg.Margin)

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 )
@@ -26,14 +27,16 @@ type MemoryStore struct {
 
 // memBot is the state of one bot token.
 type memBot struct {
-	routes       map[string]string // route key -> bucket hash
-	buckets      map[string]*bucketState
-	global       []time.Time // ring of the last len(global) send times
-	gNext        int
-	globalUntil  time.Time            // a global 429 blocks the bot until then
-	badUntil     time.Time            // the token was rejected until then
-	badWebhooks  map[string]time.Time // major -> rejected until
-	lastActivity time.Time
+	routes  map[string]string // route key -> bucket hash
+	buckets map[string]*bucketState
+	// Global slots: answered requests hold theirs until a release time,
+	// requests in flight until an answer (or a fallback expiry).
+	globalDone     []time.Time
+	globalInflight []time.Time
+	globalUntil    time.Time            // a global 429 blocks the bot until then
+	badUntil       time.Time            // the token was rejected until then
+	badWebhooks    map[string]time.Time // major -> rejected until
+	lastActivity   time.Time
 }
 
 // bucketState is one bucket. limit 0 and !unlimited means unknown.
@@ -47,6 +50,22 @@ type bucketState struct {
 	probeUntil time.Time
 	unlimited  bool // answers carry no limit headers
 	lastUsed   time.Time
+}
+
+// globalPoll is how long a request waits for a global slot held by
+// requests still in flight: their answers free it, possibly in another
+// replica, so it asks again soon.
+const globalPoll = 5 * time.Millisecond
+
+// pruneTimes drops the times not after now, in place.
+func pruneTimes(ts []time.Time, now time.Time) []time.Time {
+	out := ts[:0]
+	for _, t := range ts {
+		if t.After(now) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // invalidSlots is how many slots an invalid-request window is cut into.
@@ -153,17 +172,19 @@ func (m *MemoryStore) Acquire(_ context.Context, a Acquire) (Grant, error) {
 		if now.Before(bot.globalUntil) {
 			return Grant{Wait: bot.globalUntil.Sub(now), Reason: ReasonGlobal}, nil
 		}
-		if len(bot.global) != a.GlobalLimit {
-			bot.global = make([]time.Time, a.GlobalLimit)
-			bot.gNext = 0
-		}
-		if len(bot.global) > 0 {
-			if oldest := bot.global[bot.gNext]; !oldest.IsZero() && now.Before(oldest.Add(a.GlobalWindow)) {
-				return Grant{Wait: oldest.Add(a.GlobalWindow).Sub(now), Reason: ReasonGlobal}, nil
+		bot.globalDone = pruneTimes(bot.globalDone, now)
+		bot.globalInflight = pruneTimes(bot.globalInflight, now)
+		if len(bot.globalDone)+len(bot.globalInflight) >= a.GlobalLimit {
+			wait := time.Duration(math.MaxInt64)
+			if len(bot.globalInflight) > 0 {
+				wait = globalPoll
 			}
-			bot.global[bot.gNext] = now
-			bot.gNext = (bot.gNext + 1) % len(bot.global)
+			for _, t := range bot.globalDone {
+				wait = min(wait, t.Sub(now))
+			}
+			return Grant{Wait: max(wait, time.Microsecond), Reason: ReasonGlobal}, nil
 		}
+		bot.globalInflight = append(bot.globalInflight, now.Add(a.ProbeTTL))
 	}
 	if probe {
 		b.probeUntil = now.Add(a.ProbeTTL)
@@ -187,6 +208,12 @@ func (m *MemoryStore) Observe(_ context.Context, o Observation) error {
 	}
 	if o.BadWebhook {
 		bot.badWebhooks[o.Route.Major] = now.Add(o.BadTTL)
+	}
+	if o.Global {
+		if len(bot.globalInflight) > 0 {
+			bot.globalInflight = bot.globalInflight[1:]
+		}
+		bot.globalDone = append(bot.globalDone, now.Add(o.GlobalWindow))
 	}
 	if o.Global429 {
 		if until := now.Add(o.RetryAfter); until.After(bot.globalUntil) {

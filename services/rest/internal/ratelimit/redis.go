@@ -110,14 +110,21 @@ end
 if useg then
   local gb = tonumber(redis.call('GET', p .. 'gblock') or '0')
   if now < gb then return {3, gb - now} end
-  local gk = p .. 'global'
-  if redis.call('LLEN', gk) >= glimit then
-    local oldest = tonumber(redis.call('LINDEX', gk, glimit - 1))
-    if oldest and now < oldest + gwin then return {3, oldest + gwin - now} end
+  local gd, gi = p .. 'gdone', p .. 'ginfl'
+  redis.call('ZREMRANGEBYSCORE', gd, '-inf', s(now))
+  redis.call('ZREMRANGEBYSCORE', gi, '-inf', s(now))
+  if redis.call('ZCARD', gd) + redis.call('ZCARD', gi) >= glimit then
+    local w = 3600000000
+    if redis.call('ZCARD', gi) > 0 then w = 5000 end
+    local first = redis.call('ZRANGE', gd, 0, 0, 'WITHSCORES')
+    if first[2] then w = math.min(w, tonumber(first[2]) - now) end
+    return {3, math.max(w, 1)}
   end
-  redis.call('LPUSH', gk, s(now))
-  redis.call('LTRIM', gk, 0, glimit - 1)
-  redis.call('PEXPIRE', gk, math.floor(gwin / 1000) + 1000)
+  local id = redis.call('INCR', p .. 'gseq')
+  redis.call('ZADD', gi, s(now + probettl), id)
+  local ttl = math.floor((probettl + gwin) / 1000) + 1000
+  redis.call('PEXPIRE', gi, ttl)
+  redis.call('PEXPIRE', p .. 'gseq', ttl)
 end
 if probe then
   redis.call('HSET', bk, 'probe_until', s(now + probettl))
@@ -140,6 +147,14 @@ local rid, ra, retry = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local g429, invalid, iwin = ARGV[12] == '1', ARGV[13] == '1', tonumber(ARGV[14])
 local badwh, badtok, badttl = ARGV[15] == '1', ARGV[16] == '1', tonumber(ARGV[17])
 local ip, idle = ARGV[18], tonumber(ARGV[19])
+local useg, gwin = ARGV[20] == '1', tonumber(ARGV[21])
+if useg then
+  local gd, gi = p .. 'gdone', p .. 'ginfl'
+  local done = redis.call('ZPOPMIN', gi)
+  local id = done[1] or ('x' .. redis.call('INCR', p .. 'gseq'))
+  redis.call('ZADD', gd, s(now + gwin), id)
+  redis.call('PEXPIRE', gd, math.floor(gwin / 1000) + 1000)
+end
 if invalid and iwin > 0 then
   local slotlen = math.floor(iwin / 10)
   local k = ip .. s(math.floor(now / slotlen))
@@ -255,7 +270,7 @@ func (s *RedisStore) Observe(ctx context.Context, o Observation) error {
 		b01(o.HasLimit), o.Limit, o.Remaining, o.ResetID, us(o.ResetAfter), us(o.RetryAfter),
 		b01(o.Global429), b01(o.Invalid), us(o.InvalidWindow),
 		b01(o.BadWebhook), b01(o.BadToken), us(o.BadTTL),
-		s.invalidPrefix(), bucketIdle.Milliseconds()).Err()
+		s.invalidPrefix(), bucketIdle.Milliseconds(), b01(o.Global), us(o.GlobalWindow)).Err()
 	if err != nil {
 		return fmt.Errorf("running the observe script: %w", err)
 	}

@@ -45,7 +45,8 @@ type Acquire struct {
 	InvalidLimit  int64
 	InvalidWindow time.Duration
 	// ProbeTTL bounds how long a request discovering an unknown bucket
-	// holds it before another may try.
+	// holds it before another may try, and how long a request without an
+	// answer holds its global slot.
 	ProbeTTL time.Duration
 }
 
@@ -91,6 +92,13 @@ type Observation struct {
 	// invalid-request limit (401, 403, and 429 unless shared).
 	Invalid       bool
 	InvalidWindow time.Duration
+	// Global is true when the request took a global slot; its slot is
+	// then held until GlobalWindow after this answer. Discord may have
+	// counted the request at any time up to its answer, so the slot cannot
+	// be released earlier without risking two requests in one of its
+	// windows past the limit.
+	Global       bool
+	GlobalWindow time.Duration
 	// BadWebhook marks the route's webhook or interaction token as
 	// rejected for BadTTL; BadToken does the same for the bot.
 	BadWebhook bool

@@ -160,7 +160,14 @@ func storeSuite(t *testing.T, newStore storeFactory) {
 		for i := range 3 {
 			wantGranted(t, mustAcquire(t, s, a(i)), "global "+strconv.Itoa(i))
 		}
-		wantWait(t, mustAcquire(t, s, a(9)), ReasonGlobal, 50*time.Second, time.Minute, "fourth bucket")
+		// In flight, the three hold their slots until they are answered...
+		wantWait(t, mustAcquire(t, s, a(9)), ReasonGlobal, time.Microsecond, 5*time.Millisecond, "fourth bucket, three in flight")
+		// ... and then for a global window after their answer.
+		for i := range 3 {
+			r := a(i).Route
+			mustObserve(t, s, Observation{Bot: "bot1", Route: r, Status: 200, Global: true, GlobalWindow: time.Minute})
+		}
+		wantWait(t, mustAcquire(t, s, a(9)), ReasonGlobal, 50*time.Second, time.Minute, "fourth bucket, three answered")
 		h := acq(hookA)
 		h.GlobalLimit, h.GlobalWindow = 3, time.Minute
 		wantGranted(t, mustAcquire(t, s, h), "webhook-token route")
