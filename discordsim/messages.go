@@ -416,6 +416,8 @@ type interactionStore struct {
 	mu      sync.Mutex
 	byID    map[Snowflake]*interactionState
 	byToken map[string]*interactionState
+	// nextExpire is when expire next scans.
+	nextExpire time.Time
 }
 
 func newInteractionStore() *interactionStore {
@@ -429,10 +431,15 @@ func (is *interactionStore) put(st *interactionState) {
 	is.byToken[st.in.Token] = st
 }
 
-// expire forgets interactions whose token has expired.
+// expire forgets interactions whose token has expired. It scans at most
+// once a second, so creating many interactions stays linear.
 func (is *interactionStore) expire(now time.Time, lifetime time.Duration) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
+	if now.Before(is.nextExpire) {
+		return
+	}
+	is.nextExpire = now.Add(time.Second)
 	for id, st := range is.byID {
 		if now.Sub(st.created) > lifetime {
 			delete(is.byID, id)

@@ -262,6 +262,9 @@ func (t *invalidTracker) record(ip string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now().UnixNano()
+	if len(t.byIP) >= maxTrackedIPs {
+		t.sweepLocked(now)
+	}
 	w := t.byIP[ip]
 	if w == nil || now >= w.start+int64(t.window) {
 		if w != nil && w.banned {
@@ -277,6 +280,22 @@ func (t *invalidTracker) record(ip string) bool {
 		return true
 	}
 	return false
+}
+
+// maxTrackedIPs is how many IPs the tracker holds before it drops the ones
+// whose window has ended.
+const maxTrackedIPs = 4096
+
+// sweepLocked forgets IPs whose window has ended. The caller holds t.mu.
+func (t *invalidTracker) sweepLocked(now int64) {
+	for ip, w := range t.byIP {
+		if now >= w.start+int64(t.window) {
+			if w.banned {
+				t.banned--
+			}
+			delete(t.byIP, ip)
+		}
+	}
 }
 
 // count returns the invalid responses recorded for ip in its current window.

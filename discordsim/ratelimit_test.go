@@ -165,3 +165,22 @@ func BenchmarkRouterMatch(b *testing.B) {
 		}
 	}
 }
+
+func TestInvalidTrackerForgetsOldIPs(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	tr := newInvalidTracker(clk.Now, 1, time.Minute)
+	tr.record("banned")
+	tr.record("banned")
+	for i := range maxTrackedIPs {
+		tr.record("ip" + strconv.Itoa(i))
+	}
+	clk.Advance(time.Minute)
+	tr.record("fresh")
+	tr.mu.Lock()
+	n, banned := len(tr.byIP), tr.banned
+	tr.mu.Unlock()
+	if n != 1 || banned != 0 {
+		t.Fatalf("tracking %d IPs (%d banned) after their windows ended, want only the fresh one", n, banned)
+	}
+}
