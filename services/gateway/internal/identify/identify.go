@@ -17,8 +17,10 @@ import (
 	"time"
 )
 
-// DefaultWindow is the length of Discord's identify window.
-const DefaultWindow = 5 * time.Second
+// DefaultWindow is Discord's 5 s identify window plus a margin: Discord measures the
+// window when an identify arrives, and two identifies granted exactly 5 s apart can
+// arrive closer than that.
+const DefaultWindow = 5*time.Second + 250*time.Millisecond
 
 // SessionStartLimit mirrors session_start_limit from GET /gateway/bot.
 type SessionStartLimit struct {
@@ -68,10 +70,11 @@ type Memory struct {
 	reserve int
 	now     func() time.Time
 
-	mu       sync.Mutex
-	limit    SessionStartLimit
-	resetAt  time.Time
-	nextSlot map[int]time.Time // bucket -> earliest time its next identify may go out
+	mu        sync.Mutex
+	limit     SessionStartLimit
+	resetAt   time.Time
+	nextSlot  map[int]time.Time // bucket -> scheduled time of its next identify
+	lastGrant map[int]time.Time // bucket -> when its last identify was allowed
 }
 
 var _ Limiter = (*Memory)(nil)
@@ -85,10 +88,11 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 		return nil, fmt.Errorf("identify reserve %d is negative", cfg.Reserve)
 	}
 	m := &Memory{
-		window:   cfg.Window,
-		reserve:  cfg.Reserve,
-		now:      cfg.Now,
-		nextSlot: map[int]time.Time{},
+		window:    cfg.Window,
+		reserve:   cfg.Reserve,
+		now:       cfg.Now,
+		nextSlot:  map[int]time.Time{},
+		lastGrant: map[int]time.Time{},
 	}
 	if m.window == 0 {
 		m.window = DefaultWindow
@@ -187,23 +191,44 @@ func (m *Memory) Wait(ctx context.Context, shardID int) error {
 	m.limit.Remaining--
 	m.mu.Unlock()
 
-	wait := slot.Sub(now)
-	if wait <= 0 {
-		return nil
+	for wait := slot.Sub(now); ; {
+		if wait > 0 {
+			if err := sleepCtx(ctx, wait); err != nil {
+				// The slot stays taken (the window is conservative), but the session start
+				// was not used, so it goes back to the budget.
+				m.mu.Lock()
+				if m.limit.Remaining < m.limit.Total {
+					m.limit.Remaining++
+				}
+				m.mu.Unlock()
+				return fmt.Errorf("waiting for identify window of shard %d: %w", shardID, err)
+			}
+		}
+		// A waiter woken late pushes the next grant of its bucket back, so grants are a
+		// full window apart in fact, not only on the schedule.
+		m.mu.Lock()
+		now = m.now()
+		earliest := m.lastGrant[bucket].Add(m.window)
+		if !now.Before(earliest) {
+			m.lastGrant[bucket] = now
+			if next := now.Add(m.window); m.nextSlot[bucket].Before(next) {
+				m.nextSlot[bucket] = next
+			}
+			m.mu.Unlock()
+			return nil
+		}
+		m.mu.Unlock()
+		wait = earliest.Sub(now)
 	}
-	t := time.NewTimer(wait)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		// The slot stays taken (the window is conservative), but the session start was
-		// not used, so it goes back to the budget.
-		m.mu.Lock()
-		if m.limit.Remaining < m.limit.Total {
-			m.limit.Remaining++
-		}
-		m.mu.Unlock()
-		return fmt.Errorf("waiting for identify window of shard %d: %w", shardID, ctx.Err())
+		return ctx.Err()
 	}
 }

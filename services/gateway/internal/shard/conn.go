@@ -84,7 +84,9 @@ func (s *shard) run(ctx context.Context) error {
 	if sess, ok, err := s.m.sessions.Load(ctx, s.id); err != nil {
 		log.Warn("loading the stored session failed; identifying", "err", err)
 	} else if ok && sess.ID != "" {
+		s.mu.Lock()
 		s.session = sess
+		s.mu.Unlock()
 		s.seq.Store(sess.Seq)
 		log.Info("resuming stored session", "seq", sess.Seq)
 	}
@@ -468,6 +470,7 @@ func (s *shard) heartbeatLoop(ctx context.Context, c *conn, interval time.Durati
 			c.closeWith(closeResumable, actResume, err)
 			return
 		}
+		log.Debug("heartbeat sent", "seq", s.seq.Load())
 		t.Reset(interval)
 	}
 }
@@ -637,6 +640,7 @@ func (s *shard) readLoop(ctx context.Context, c *conn, r *reader, log *slog.Logg
 			}
 		case opHeartbeatACK:
 			c.hb.ack(now)
+			log.Debug("heartbeat acknowledged", "latency", c.hb.lastLatency())
 			s.mu.Lock()
 			s.latency = c.hb.lastLatency()
 			s.mu.Unlock()

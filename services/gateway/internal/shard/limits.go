@@ -26,14 +26,14 @@ func newSendLimiter(limit int, window, heartbeat time.Duration) *sendLimiter {
 
 // heartbeatHeadroom is the number of sends kept back from commands: the scheduled
 // heartbeats that fit in one window (plus the jittered first one), the Identify or
-// Resume, and two server-requested heartbeats. At most half the limit, so commands are
-// never starved by a very short test interval.
+// Resume, and two server-requested heartbeats. One send per window is always left for
+// commands, even with a heartbeat interval too short for the limit.
 func heartbeatHeadroom(limit int, window, heartbeat time.Duration) int {
 	beats := 1
 	if heartbeat > 0 {
 		beats = int((window+heartbeat-1)/heartbeat) + 1
 	}
-	return min(beats+3, limit/2)
+	return max(min(beats+3, limit-1), 0)
 }
 
 // commandLimit is the number of commands allowed per window.

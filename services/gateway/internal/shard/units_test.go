@@ -91,7 +91,8 @@ func TestHeartbeatHeadroomBounds(t *testing.T) {
 	}{
 		{120, time.Minute, 41250 * time.Millisecond, 6},
 		{120, time.Minute, 45 * time.Second, 6},
-		{10, time.Second, 10 * time.Millisecond, 5}, // capped at half
+		{10, time.Second, 10 * time.Millisecond, 9}, // one left for commands
+		{1, time.Second, 10 * time.Millisecond, 0},
 		{120, time.Minute, 0, 4},
 	}
 	for _, tc := range tests {
