@@ -80,7 +80,7 @@ func TestTenTimesDemandOnOneBucket(t *testing.T) {
 
 func TestGlobalLimitAcrossBuckets(t *testing.T) {
 	t.Parallel()
-	const global, window, d = 20, 250 * time.Millisecond, 2 * time.Second
+	const global, window, d = 40, time.Second, 3 * time.Second
 	sim := startSim(t, discordsim.RESTConfig{GlobalLimit: global, GlobalWindow: window,
 		Buckets: map[string]discordsim.BucketLimit{"messages-read": {Limit: 1000, Window: time.Second}}})
 	chans := textChannels(t, sim, tokenA)
@@ -89,13 +89,17 @@ func TestGlobalLimitAcrossBuckets(t *testing.T) {
 	s := startService(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
-	got := hammer(ctx, 24, func(ctx context.Context, i int) bool {
+	got := hammer(ctx, 16, func(ctx context.Context, i int) bool {
 		res, err := s.client.Do(ctx, &restv1.DoRequest{Method: "GET", Path: "/channels/" + chans[i%len(chans)] + "/messages?limit=1"})
 		return err == nil && res.GetStatus() == http.StatusOK
 	})
 	allowed := global * int(d/window)
 	t.Logf("%d requests over %d buckets in %s; the global limit allows %d", got, len(chans), d, allowed)
-	if float64(got) < 0.85*float64(allowed) || got > allowed+global {
+	// A global slot is held until a window after its answer (Discord may
+	// count the request any time before answering), so each window costs
+	// a round trip on top: under a loaded race-detector run that is tens
+	// of milliseconds.
+	if float64(got) < 0.8*float64(allowed) || got > allowed+global {
 		t.Errorf("%d requests in %s, want close to the %d the global limit allows", got, d, allowed)
 	}
 	assertNo429(t, sim)
@@ -138,7 +142,7 @@ func TestSharedBucketAcrossRoutes(t *testing.T) {
 
 func TestTwoBotsHaveTheirOwnLimits(t *testing.T) {
 	t.Parallel()
-	const limit, window, d = 5, 250 * time.Millisecond, 1500 * time.Millisecond
+	const limit, window, d = 10, time.Second, 3 * time.Second
 	sim := startSim(t, discordsim.RESTConfig{Buckets: map[string]discordsim.BucketLimit{"message-create": {Limit: limit, Window: window}}})
 	ch := textChannels(t, sim, tokenA)[0]
 	s := startService(t, serviceConfig(sim))
