@@ -63,6 +63,11 @@ var bucketTable = []bucketSpec{
 	{Name: "webhook-create", Limit: 5, Window: 5 * time.Second},
 	{Name: "webhook", Limit: 5, Window: 2 * time.Second},
 	{Name: "interaction-callback", Limit: 5, Window: 5 * time.Second},
+	{Name: "commands", Limit: 10, Window: 10 * time.Second},
+	{Name: "users-guilds", Limit: 1, Window: time.Second},
+	{Name: "members-search", Limit: 10, Window: 10 * time.Second},
+	// Emoji routes are limited per guild (protocol.md §18).
+	{Name: "emojis", Limit: 50, Window: 10 * time.Second},
 }
 
 // bucketID is the index of a bucket in the limiter's table.

@@ -100,6 +100,7 @@ type restState struct {
 	hooks    *webhookStore
 	inters   *interactionStore
 	bans     banStore
+	commands commandStore
 	dmMu     sync.Mutex
 	dms      map[[2]Snowflake]Snowflake // (bot, user) -> DM channel
 }

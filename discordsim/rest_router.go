@@ -58,11 +58,12 @@ type router struct {
 	all   []*route
 }
 
-// majorParams are the parameters Discord treats as major, in the order they
-// win when a path has several.
+// majorParams are the parameters Discord treats as major (the top-level
+// resource of a route); the first one in a path is the route's major
+// parameter. Interaction callbacks are limited per interaction, so its id
+// acts as one.
 var majorParams = map[string]bool{
-	"channel.id": true, "guild.id": true, "webhook.id": true,
-	"application.id": true, "interaction.id": true,
+	"channel.id": true, "guild.id": true, "webhook.id": true, "interaction.id": true,
 }
 
 // newRouter compiles defs; it panics on a malformed table, which every test
@@ -78,7 +79,7 @@ func newRouter(lim *limiter, defs []routeDef) *router {
 		for _, seg := range strings.Split(strings.TrimPrefix(d.path, "/"), "/") {
 			if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
 				name := seg[1 : len(seg)-1]
-				if r.major < 0 && majorParams[name] && len(r.params) == 0 {
+				if r.major < 0 && majorParams[name] {
 					r.major = len(r.params)
 				}
 				r.params = append(r.params, name)

@@ -41,7 +41,7 @@ func TestRESTAuthVersionsAndRouting(t *testing.T) {
 		{"v3 discontinued", bot, "GET", base + "/v3/users/@me", 400, "", 50041},
 		{"v11 unknown", bot, "GET", base + "/v11/users/@me", 400, "", 50041},
 		{"unknown route", bot, "GET", base + "/v10/nope/at/all", 404, `{"message": "404: Not Found", "code": 0}`, 0},
-		{"documented but not simulated", bot, "GET", base + "/v10/applications/1/commands", 404, `{"message": "404: Not Found", "code": 0}`, 0},
+		{"documented but not simulated", bot, "GET", base + "/v10/guilds/1/stickers", 404, `{"message": "404: Not Found", "code": 0}`, 0},
 		{"wrong method", bot, "PUT", base + "/v10/users/@me", 405, "", 0},
 		{"bad snowflake", bot, "GET", base + "/v10/channels/abc", 400, "", 50035},
 		{"unknown channel", bot, "GET", base + "/v10/channels/1", 404, "", 10003},
@@ -857,4 +857,91 @@ func (c *atomicCounter) add() {
 	c.mu.Lock()
 	c.n++
 	c.mu.Unlock()
+}
+
+func TestRESTCommandsAndLookups(t *testing.T) {
+	t.Parallel()
+	s, _ := restSim(t, RESTConfig{Buckets: map[string]BucketLimit{"commands": {Limit: 100}, "users-guilds": {Limit: 100}}})
+	bot := newRESTClient(t, s, botToken(s))
+	_, guilds := textChannels(s)
+	app := s.Bots()[0].ID.String()
+	global := "/applications/" + app + "/commands"
+	var cmds []ApplicationCommand
+	bot.do("PUT", global, []map[string]any{
+		{"name": "ping", "description": "Ping the bot"},
+		{"name": "Report User", "type": 2},
+	}).want(t, 200).decode(t, &cmds)
+	if len(cmds) != 2 || cmds[0].ID == 0 || cmds[0].ApplicationID != s.Bots()[0].ID || cmds[1].Type != 2 {
+		t.Fatalf("bulk overwrite = %+v", cmds)
+	}
+	// Overwriting again keeps the ids of commands with the same name.
+	var again []ApplicationCommand
+	bot.do("PUT", global, []map[string]any{{"name": "ping", "description": "Ping v2"}}).want(t, 200).decode(t, &again)
+	if len(again) != 1 || again[0].ID != cmds[0].ID || again[0].Description != "Ping v2" {
+		t.Fatalf("second overwrite = %+v, want ping with id %v", again, cmds[0].ID)
+	}
+	var created ApplicationCommand
+	bot.do("POST", global, map[string]any{"name": "echo", "description": "Echo"}).want(t, 201).decode(t, &created)
+	bot.do("POST", global, map[string]any{"name": "echo", "description": "Echo 2"}).want(t, 200)
+	bot.do("PATCH", global+"/"+created.ID.String(), map[string]any{"description": "Echo 3"}).want(t, 200)
+	var got ApplicationCommand
+	bot.do("GET", global+"/"+created.ID.String(), nil).want(t, 200).decode(t, &got)
+	if got.Description != "Echo 3" || got.Name != "echo" {
+		t.Fatalf("edited command = %+v", got)
+	}
+	bot.do("DELETE", global+"/"+created.ID.String(), nil).want(t, 204)
+	if e := bot.do("GET", global+"/"+created.ID.String(), nil).want(t, 404).apiErr(t); e.Code != 10063 {
+		t.Fatalf("deleted command: %+v", e)
+	}
+	for _, bad := range []map[string]any{{"name": "Bad Name", "description": "x"}, {"name": "ok"}, {"name": "", "description": "x"}} {
+		if e := bot.do("POST", global, bad).want(t, 400).apiErr(t); e.Code != 50035 {
+			t.Fatalf("command %v: %+v", bad, e)
+		}
+	}
+	if e := bot.do("GET", "/applications/1/commands", nil).want(t, 403).apiErr(t); e.Code != 50001 {
+		t.Fatalf("another application's commands: %+v", e)
+	}
+	guildCmds := "/applications/" + app + "/guilds/" + guilds[0].String() + "/commands"
+	bot.do("POST", guildCmds, map[string]any{"name": "local", "description": "Guild only"}).want(t, 201)
+	var list []ApplicationCommand
+	bot.do("GET", guildCmds, nil).want(t, 200).decode(t, &list)
+	if len(list) != 1 || list[0].GuildID == nil || *list[0].GuildID != guilds[0] {
+		t.Fatalf("guild commands = %+v", list)
+	}
+	bot.do("GET", "/applications/"+app+"/guilds/1/commands", nil).want(t, 404)
+
+	var emojis []Emoji
+	bot.do("GET", "/guilds/"+guilds[0].String()+"/emojis", nil).want(t, 200).decode(t, &emojis)
+	if len(emojis) > 0 {
+		bot.do("GET", "/guilds/"+guilds[0].String()+"/emojis/"+emojis[0].ID.String(), nil).want(t, 200)
+	}
+	if e := bot.do("GET", "/guilds/"+guilds[0].String()+"/emojis/1", nil).want(t, 404).apiErr(t); e.Code != 10014 {
+		t.Fatalf("unknown emoji: %+v", e)
+	}
+
+	var mine []struct {
+		ID Snowflake `json:"id"`
+	}
+	bot.do("GET", "/users/@me/guilds", nil).want(t, 200).decode(t, &mine)
+	if len(mine) != 3 {
+		t.Fatalf("GET /users/@me/guilds = %d guilds, want 3", len(mine))
+	}
+	var page []struct {
+		ID Snowflake `json:"id"`
+	}
+	bot.do("GET", "/users/@me/guilds?limit=1&after="+mine[0].ID.String(), nil).want(t, 200).decode(t, &page)
+	if len(page) != 1 || page[0].ID != mine[1].ID {
+		t.Fatalf("second page = %+v, want %v", page, mine[1].ID)
+	}
+	uid := someMember(t, s, guilds[0])
+	var u User
+	bot.do("GET", "/users/"+uid.String(), nil).want(t, 200).decode(t, &u)
+	var found []Member
+	bot.do("GET", "/guilds/"+guilds[0].String()+"/members/search?limit=5&query="+url.QueryEscape(u.Username[:3]), nil).want(t, 200).decode(t, &found)
+	if len(found) == 0 {
+		t.Fatalf("search for %q found nobody", u.Username[:3])
+	}
+	if e := bot.do("GET", "/guilds/"+guilds[0].String()+"/members/search", nil).want(t, 400).apiErr(t); e.Code != 50035 {
+		t.Fatalf("search without query: %+v", e)
+	}
 }
