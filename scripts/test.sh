@@ -11,6 +11,12 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # --- system packages -------------------------------------------------------
 need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
+command -v grpc_python_plugin >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler-grpc)
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need_pkgs+=(python3-grpcio)
+command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 if ((${#need_pkgs[@]})); then
   step "installing ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -20,8 +26,14 @@ if ((${#need_pkgs[@]})); then
     fail "missing ${need_pkgs[*]}: install with 'sudo apt-get install -y ${need_pkgs[*]}'"
   fi
 fi
-command -v redis-server >/dev/null 2>&1 || fail "redis-server is required by the tests (apt-get install -y redis-server)"
+for c in redis-server protoc grpc_python_plugin docker-compose node npm; do
+  command -v "$c" >/dev/null 2>&1 || fail "$c is required by the tests (see the apt-get install line above)"
+done
+/usr/bin/python3 -c 'import grpc' || fail "python3-grpcio is required by the Python example worker"
 export KUBECORD_REQUIRE_REDIS=1
+
+step "npm ci (examples/node)"
+(cd examples/node && npm ci --no-audit --no-fund --loglevel=error)
 
 # --- Go tools, pinned in tools/go.mod ---------------------------------------
 tool() { go tool -modfile=tools/go.mod "$@"; }
