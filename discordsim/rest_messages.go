@@ -135,11 +135,15 @@ func (rs *restState) newMessage(ch chanInfo, author User, req *messageRequest) M
 	if req.Content != nil {
 		m.Content = *req.Content
 	}
+	// Compacted once here, so encodeMessage can copy them as they are.
+	m.Nonce, m.MessageReference = compactRaw(m.Nonce), compactRaw(m.MessageReference)
 	if req.Embeds != nil {
 		m.Embeds = req.Embeds
+		compactRaws(m.Embeds)
 	}
 	if req.Components != nil {
 		m.Components = req.Components
+		compactRaws(m.Components)
 	}
 	if req.Flags != nil {
 		m.Flags = *req.Flags
@@ -212,7 +216,7 @@ func (rs *restState) mentions(content string) []User {
 func (rs *restState) postMessage(ch chanInfo, m Message, member *Member) ([]byte, error) {
 	rs.msgs.add(m, ch.guildID)
 	rs.setLastMessage(ch.id, m.ID)
-	b, err := json.Marshal(m)
+	b, err := encodeMessage(&m)
 	if err != nil {
 		return nil, fmt.Errorf("encoding message: %w", err)
 	}
@@ -351,12 +355,14 @@ func applyEdit(m *Message, req *messageRequest, now time.Time) {
 		if m.Embeds == nil {
 			m.Embeds = []json.RawMessage{}
 		}
+		compactRaws(m.Embeds)
 	}
 	if req.has["components"] {
 		m.Components = req.Components
 		if m.Components == nil {
 			m.Components = []json.RawMessage{}
 		}
+		compactRaws(m.Components)
 	}
 	if req.has["flags"] && req.Flags != nil {
 		m.Flags = *req.Flags
