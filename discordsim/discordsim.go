@@ -107,6 +107,11 @@ type Config struct {
 	// for the whole member list (default 30s).
 	MemberRequestInterval time.Duration
 
+	// CompressionLevel is the zlib level of zlib-stream and payload
+	// compression (default 1, best speed). Clients cannot observe the
+	// level; the fastest keeps the simulator's CPU for the bot under test.
+	CompressionLevel int
+
 	// Addr is the listen address of REST, the gateway and /_sim (default
 	// 127.0.0.1:0). ResumeAddr serves resume_gateway_url (default
 	// 127.0.0.1:0), a different port so a client that ignores
@@ -180,6 +185,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = 50_000
+	}
+	if c.CompressionLevel == 0 {
+		c.CompressionLevel = 1
+	}
+	if c.CompressionLevel < -2 || c.CompressionLevel > 9 {
+		return c, fmt.Errorf("compression level must be between -2 and 9, got %d", c.CompressionLevel)
 	}
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:0"

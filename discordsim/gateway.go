@@ -1,7 +1,9 @@
 package discordsim
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -285,6 +287,7 @@ func (g *gatewayState) killSession(sess *session) {
 // outItem is one message queued for a connection's writer.
 type outItem struct {
 	frame []byte
+	pong  bool // a websocket pong answering a client ping
 	seq   int64 // 0 for non-dispatch messages
 	event string
 	sess  *session
@@ -325,7 +328,7 @@ func newGWConn(g *gatewayState, ws *websocket.Conn, comp compression, v int) (*g
 	c := &gwConn{g: g, ws: ws, comp: comp, v: v, notify: make(chan struct{}, 1), remote: ws.RemoteAddr().String()}
 	switch comp {
 	case compressZlib:
-		zw, err := zlib.NewWriterLevel(&c.zbuf, zlib.DefaultCompression)
+		zw, err := zlib.NewWriterLevel(&c.zbuf, g.s.cfg.CompressionLevel)
 		if err != nil {
 			return nil, fmt.Errorf("creating zlib writer: %w", err)
 		}
@@ -339,6 +342,13 @@ func newGWConn(g *gatewayState, ws *websocket.Conn, comp compression, v int) (*g
 		c.zstd = enc
 	}
 	ws.SetReadLimit(maxInbound * 4)
+	// Only the writer goroutine writes: pings are answered through its
+	// queue and a client's close frame just ends the connection.
+	ws.SetPingHandler(func(data string) error {
+		c.enqueue(outItem{frame: []byte(data), pong: true})
+		return nil
+	})
+	ws.SetCloseHandler(func(int, string) error { return nil })
 	return c, nil
 }
 
@@ -390,9 +400,24 @@ func (c *gwConn) closing() bool {
 	return c.closeCode != 0
 }
 
-// writeLoop is the only writer of the websocket and of the compression
-// context, so every message is compressed in send order.
+// Websocket opcodes of the frames the writer produces.
+const (
+	wsText   = 1
+	wsBinary = 2
+	wsClose  = 8
+	wsPong   = 10
+)
+
+// writeLoop is the only writer of the socket and of the compression
+// context, so every message is compressed in send order. It writes the
+// websocket frames itself through a buffer and flushes once per batch: under
+// load one syscall carries many messages, while each message stays its own
+// websocket message ending with its own sync flush, as Discord sends them.
+// gorilla/websocket still reads; its ping and close handlers are replaced so
+// nothing else writes to the socket.
 func (c *gwConn) writeLoop() {
+	nc := c.ws.UnderlyingConn()
+	bw := bufio.NewWriterSize(nc, 64<<10)
 	defer func() { _ = c.ws.Close() }()
 	for range c.notify {
 		c.mu.Lock()
@@ -403,21 +428,32 @@ func (c *gwConn) writeLoop() {
 		if code < 0 {
 			return // the peer is gone: nothing more can be written
 		}
+		_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if code != 0 {
 			c.g.stats.serverClose(code)
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, msg), time.Now().Add(time.Second))
+			body := binary.BigEndian.AppendUint16(nil, uint16(code))
+			body = append(body, msg[:min(len(msg), 120)]...)
+			if err := writeWSFrame(bw, wsClose, body); err == nil {
+				_ = bw.Flush()
+			}
 			return
 		}
-		_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		var failed error
 		written := 0
 		for ; written < len(items); written++ {
-			if err := c.writeFrame(items[written].frame); err != nil {
+			if err := c.writeItem(bw, items[written]); err != nil {
 				failed = err
 				break
 			}
-			if items[written].seq != 0 {
-				items[written].sess.sent.add(items[written].seq)
+		}
+		if failed == nil {
+			failed = bw.Flush()
+		} else {
+			written = 0 // nothing of a failed batch is known to have arrived
+		}
+		for i := range written {
+			if items[i].seq != 0 {
+				items[i].sess.sent.add(items[i].seq)
 			}
 		}
 		c.g.stats.countEvents(items[:written])
@@ -429,7 +465,7 @@ func (c *gwConn) writeLoop() {
 			c.g.s.log.Debug("gateway write failed", "remote", c.remote, "err", failed)
 			c.mu.Lock()
 			if c.closeCode == 0 {
-				c.closeCode = -1 // dropped: no close frame can be sent
+				c.closeCode = -1
 			}
 			c.mu.Unlock()
 			return
@@ -437,7 +473,38 @@ func (c *gwConn) writeLoop() {
 	}
 }
 
-func (c *gwConn) writeFrame(frame []byte) error {
+// writeWSFrame writes one unmasked, unfragmented server frame.
+func writeWSFrame(w *bufio.Writer, op byte, payload []byte) error {
+	var hdr [10]byte
+	hdr[0] = 0x80 | op
+	n := 2
+	switch l := len(payload); {
+	case l < 126:
+		hdr[1] = byte(l)
+	case l <= 0xffff:
+		hdr[1] = 126
+		binary.BigEndian.PutUint16(hdr[2:], uint16(l))
+		n = 4
+	default:
+		hdr[1] = 127
+		binary.BigEndian.PutUint64(hdr[2:], uint64(l))
+		n = 10
+	}
+	if _, err := w.Write(hdr[:n]); err != nil {
+		return fmt.Errorf("writing frame header: %w", err)
+	}
+	if _, err := w.Write(payload); err != nil {
+		return fmt.Errorf("writing frame: %w", err)
+	}
+	return nil
+}
+
+// writeItem compresses (per the connection's transport) and writes one message.
+func (c *gwConn) writeItem(w *bufio.Writer, it outItem) error {
+	if it.pong {
+		return writeWSFrame(w, wsPong, it.frame)
+	}
+	frame := it.frame
 	switch c.comp {
 	case compressZlib:
 		c.zbuf.Reset()
@@ -447,7 +514,7 @@ func (c *gwConn) writeFrame(frame []byte) error {
 		if err := c.zw.Flush(); err != nil {
 			return fmt.Errorf("zlib flushing: %w", err)
 		}
-		return c.ws.WriteMessage(websocket.BinaryMessage, c.zbuf.Bytes())
+		return writeWSFrame(w, wsBinary, c.zbuf.Bytes())
 	case compressZstd:
 		c.zbuf.Reset()
 		if _, err := c.zstd.Write(frame); err != nil {
@@ -456,7 +523,7 @@ func (c *gwConn) writeFrame(frame []byte) error {
 		if err := c.zstd.Flush(); err != nil {
 			return fmt.Errorf("zstd flushing: %w", err)
 		}
-		return c.ws.WriteMessage(websocket.BinaryMessage, c.zbuf.Bytes())
+		return writeWSFrame(w, wsBinary, c.zbuf.Bytes())
 	}
 	if c.payloadCompress.Load() && len(frame) > 1024 {
 		// Payload compression: big messages as standalone zlib streams.
@@ -468,9 +535,9 @@ func (c *gwConn) writeFrame(frame []byte) error {
 		if err := zw.Close(); err != nil {
 			return fmt.Errorf("zlib closing payload: %w", err)
 		}
-		return c.ws.WriteMessage(websocket.BinaryMessage, c.zbuf.Bytes())
+		return writeWSFrame(w, wsBinary, c.zbuf.Bytes())
 	}
-	return c.ws.WriteMessage(websocket.TextMessage, frame)
+	return writeWSFrame(w, wsText, frame)
 }
 
 // inbound is a client payload's envelope.

@@ -275,14 +275,21 @@ func (l *loadGen) run() {
 	}
 }
 
-// emitOne generates and dispatches one event.
-func (l *loadGen) emitOne() {
-	g := l.guilds[l.zipf.Uint64()]
+// pick chooses the next event's guild (by size rank) and kind.
+func (l *loadGen) pick() (int, int) {
+	gi := int(l.zipf.Uint64())
 	r := l.rng.Float64()
 	kind := 0
 	for kind < len(l.cum)-1 && r >= l.cum[kind] {
 		kind++
 	}
+	return gi, kind
+}
+
+// emitOne generates and dispatches one event.
+func (l *loadGen) emitOne() {
+	gi, kind := l.pick()
+	g := l.guilds[gi]
 	if len(g.authors) == 0 || len(g.texts) == 0 {
 		kind = 5 // presence needs neither
 	}
