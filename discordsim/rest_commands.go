@@ -391,7 +391,7 @@ func handleSearchMembers(c *reqCtx) {
 		return
 	}
 	out := []Member{}
-	c.guild(false, func(w *World, g *Guild) {
+	if !c.guild(false, func(w *World, g *Guild) {
 		// A full scan, as the simulator keeps no name index; guilds are
 		// small enough in tests, and the scan stops at limit.
 		w.forEachMemberLocked(g, 0, func(m Member) bool {
@@ -408,10 +408,10 @@ func handleSearchMembers(c *reqCtx) {
 			}
 			return len(out) < limit
 		})
-	})
-	if c.status == 0 {
-		c.json(http.StatusOK, out)
+	}) {
+		return
 	}
+	c.json(http.StatusOK, out)
 }
 
 // GET /guilds/{guild.id}/emojis

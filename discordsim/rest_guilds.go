@@ -24,10 +24,6 @@ func handleGetMe(c *reqCtx) {
 
 // GET /users/{user.id}
 func handleGetUser(c *reqCtx) {
-	if c.str("user.id") == "@me" {
-		handleGetMe(c)
-		return
-	}
 	w := c.rs.s.world
 	w.mu.RLock()
 	u, ok := w.userLocked(c.id("user.id"))
