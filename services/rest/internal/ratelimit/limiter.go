@@ -277,14 +277,14 @@ func (l *Limiter) Observe(ctx context.Context, bot string, r Route, status int, 
 		var ra float64
 		if b.RetryAfter != nil && *b.RetryAfter >= 0 && !math.IsInf(*b.RetryAfter, 0) {
 			ra = *b.RetryAfter
-		} else if f, err := strconv.ParseFloat(h.Get("Retry-After"), 64); err == nil && f >= 0 {
+		} else if f, err := strconv.ParseFloat(hget(h, "Retry-After"), 64); err == nil && f >= 0 {
 			ra = f
 		} else {
 			ra = o.ResetAfter.Seconds()
 		}
 		o.RetryAfter = secondsToDuration(ra) + l.cfg.Margin
-		o.Scope = h.Get("X-RateLimit-Scope")
-		o.Global429 = b.Global || h.Get("X-RateLimit-Global") == "true" || o.Scope == "global"
+		o.Scope = hget(h, "X-Ratelimit-Scope")
+		o.Global429 = b.Global || hget(h, "X-Ratelimit-Global") == "true" || o.Scope == "global"
 		if o.Global429 && o.Scope == "" {
 			o.Scope = "global"
 		}
@@ -323,6 +323,15 @@ func (l *Limiter) Observe(ctx context.Context, bot string, r Route, status int, 
 	return v, nil
 }
 
+// hget reads a header by its canonical name without canonicalizing it
+// again: this runs on every response.
+func hget(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 func errorCode(body []byte) int {
 	var e struct {
 		Code int `json:"code"`
@@ -350,13 +359,13 @@ func secondsToDuration(s float64) time.Duration {
 // malformed headers leave HasLimit false: the route is then treated as
 // having no bucket limit of its own.
 func parseHeaders(o *Observation, h http.Header, margin time.Duration) {
-	o.Hash = h.Get("X-RateLimit-Bucket")
+	o.Hash = hget(h, "X-Ratelimit-Bucket")
 	if len(o.Hash) > 128 {
 		o.Hash = o.Hash[:128]
 	}
-	limit, err1 := strconv.Atoi(h.Get("X-RateLimit-Limit"))
-	remaining, err2 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
-	resetAfter, err3 := strconv.ParseFloat(h.Get("X-RateLimit-Reset-After"), 64)
+	limit, err1 := strconv.Atoi(hget(h, "X-Ratelimit-Limit"))
+	remaining, err2 := strconv.Atoi(hget(h, "X-Ratelimit-Remaining"))
+	resetAfter, err3 := strconv.ParseFloat(hget(h, "X-Ratelimit-Reset-After"), 64)
 	if err1 != nil || err2 != nil || err3 != nil || limit <= 0 || remaining < 0 || math.IsNaN(resetAfter) {
 		return
 	}
@@ -364,7 +373,7 @@ func parseHeaders(o *Observation, h http.Header, margin time.Duration) {
 	o.Limit = limit
 	o.Remaining = min(remaining, limit)
 	o.ResetAfter = secondsToDuration(resetAfter) + margin
-	if reset, err := strconv.ParseFloat(h.Get("X-RateLimit-Reset"), 64); err == nil && reset > 0 && reset < 1e12 {
+	if reset, err := strconv.ParseFloat(hget(h, "X-Ratelimit-Reset"), 64); err == nil && reset > 0 && reset < 1e12 {
 		o.ResetID = int64(math.Round(reset * 1000))
 	} else {
 		// Without an absolute reset, name the window by its end as seen

@@ -57,15 +57,18 @@ type bucketState struct {
 // replica, so it asks again soon.
 const globalPoll = 5 * time.Millisecond
 
-// pruneTimes drops the times not after now, in place.
+// pruneTimes drops the leading times not after now. Both global lists
+// are appended in time order (now plus a constant), so they stay sorted
+// and only their heads expire.
 func pruneTimes(ts []time.Time, now time.Time) []time.Time {
-	out := ts[:0]
-	for _, t := range ts {
-		if t.After(now) {
-			out = append(out, t)
-		}
+	i := 0
+	for i < len(ts) && !ts[i].After(now) {
+		i++
 	}
-	return out
+	if i == len(ts) {
+		return ts[:0]
+	}
+	return ts[i:]
 }
 
 // invalidSlots is how many slots an invalid-request window is cut into.
@@ -179,8 +182,8 @@ func (m *MemoryStore) Acquire(_ context.Context, a Acquire) (Grant, error) {
 			if len(bot.globalInflight) > 0 {
 				wait = globalPoll
 			}
-			for _, t := range bot.globalDone {
-				wait = min(wait, t.Sub(now))
+			if len(bot.globalDone) > 0 {
+				wait = min(wait, bot.globalDone[0].Sub(now))
 			}
 			return Grant{Wait: max(wait, time.Microsecond), Reason: ReasonGlobal}, nil
 		}
