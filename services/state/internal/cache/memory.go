@@ -8,15 +8,19 @@ import (
 
 // Memory is the in-process Store: maps keyed by snowflake holding marshalled protobuf blobs,
 // guarded by one RWMutex (an event's batch is applied under the write lock, so readers see
-// whole events).
+// whole events). Members and users, the bulk of a cache, live in arenas (see arena) and are
+// referenced by 4-byte refs.
 type Memory struct {
 	mu        sync.RWMutex
 	guilds    map[uint64]*memGuild
 	channels  map[uint64]memChannel
-	users     map[uint64]*memUser
+	users     map[uint64]memUser
 	progress  map[uint32]Progress
 	counts    Counts
-	blobBytes int64
+	blobBytes int64 // blobs outside the arenas
+	memberA   arena
+	userA     arena
+	channelA  arena
 	touched   []uint64 // users whose links changed in the current commit; reused
 }
 
@@ -24,29 +28,36 @@ type memGuild struct {
 	blob        []byte
 	n           [3]uint32 // roles, emojis, stickers
 	unavailable bool
-	members     map[uint64][]byte
-	channels    map[uint64]bool // id -> is thread
+	members     map[uint64]uint64 // user id -> ref in memberA
+	channels    map[uint64]bool   // id -> is thread
 	voice       map[uint64][]byte
 	presences   map[uint64][]byte
 }
 
 type memChannel struct {
 	guildID uint64
-	blob    []byte
+	ref     uint64 // in channelA
 }
 
-type memUser struct {
-	blob   []byte
-	guilds []uint64 // sorted
+// memUser is a user in 8 bytes: its blob's ref in userA (high 40 bits, 0 until a blob
+// arrives) and how many cached guilds have it as member (low 24 bits); at 0 it is dropped.
+type memUser uint64
+
+const memUserCountBits = 24
+
+func (u memUser) ref() uint64  { return uint64(u) >> memUserCountBits }
+func (u memUser) refs() uint64 { return uint64(u) & (1<<memUserCountBits - 1) }
+func mkUser(ref, refs uint64) memUser {
+	return memUser(ref<<memUserCountBits | min(refs, 1<<memUserCountBits-1))
 }
 
-// Per-entry overheads used to approximate memory: Go map slots (key, value, hash bits, load
-// factor) plus slice headers and allocation rounding. Measured against runtime.MemStats in the
-// benchmarks; they only feed GetStats.memory_bytes.
+// Per-entry overheads used to approximate memory: Go map slots (key, value, control byte, load
+// factor) and, for maps of slices, the allocation rounding of the blob. Measured against
+// runtime.MemStats in BenchmarkFootprint; they only feed GetStats.memory_bytes.
 const (
-	memMapEntryOverhead = 56
-	memUserOverhead     = 96
-	memGuildOverhead    = 400
+	memRefEntryOverhead  = 26
+	memBlobEntryOverhead = 64
+	memGuildOverhead     = 400
 )
 
 var _ Store = (*Memory)(nil)
@@ -56,7 +67,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		guilds:   make(map[uint64]*memGuild),
 		channels: make(map[uint64]memChannel),
-		users:    make(map[uint64]*memUser),
+		users:    make(map[uint64]memUser),
 		progress: make(map[uint32]Progress),
 	}
 }
@@ -78,15 +89,46 @@ func (m *Memory) Commit(_ context.Context, b *Batch) error {
 	// Users whose last guild went away in this event are dropped now, not op by op, so a
 	// GUILD_CREATE that clears and re-adds a member keeps the user.
 	for _, id := range m.touched {
-		if u, ok := m.users[id]; ok && len(u.guilds) == 0 {
-			m.blobBytes -= int64(len(u.blob))
+		if u, ok := m.users[id]; ok && u.refs() == 0 {
 			delete(m.users, id)
-			if u.blob != nil {
+			if u.ref() != 0 {
+				m.userA.free(u.ref())
 				m.counts.Users--
 			}
 		}
 	}
+	m.compact()
 	return nil
+}
+
+// compact copies live members and users into fresh arenas when most of an arena is garbage.
+func (m *Memory) compact() {
+	if m.memberA.wasteful() {
+		var fresh arena
+		for _, g := range m.guilds {
+			for uid, ref := range g.members {
+				g.members[uid] = fresh.put(m.memberA.get(ref))
+			}
+		}
+		m.memberA = fresh
+	}
+	if m.userA.wasteful() {
+		var fresh arena
+		for uid, u := range m.users {
+			if u.ref() != 0 {
+				m.users[uid] = mkUser(fresh.put(m.userA.get(u.ref())), u.refs())
+			}
+		}
+		m.userA = fresh
+	}
+	if m.channelA.wasteful() {
+		var fresh arena
+		for id, c := range m.channels {
+			c.ref = fresh.put(m.channelA.get(c.ref))
+			m.channels[id] = c
+		}
+		m.channelA = fresh
+	}
 }
 
 func (m *Memory) guild(id uint64) *memGuild {
@@ -116,14 +158,14 @@ func (m *Memory) apply(o *op) {
 		if !ok {
 			return
 		}
-		m.clearGuild(o.a, g)
+		m.clearGuild(g)
 		m.subGuildCounts(g)
 		m.blobBytes -= int64(len(g.blob))
 		m.counts.Guilds--
 		delete(m.guilds, o.a)
 	case opClearGuild:
 		if g, ok := m.guilds[o.a]; ok {
-			m.clearGuild(o.a, g)
+			m.clearGuild(g)
 		}
 	case opPutMember:
 		g := m.guilds[o.a]
@@ -131,15 +173,16 @@ func (m *Memory) apply(o *op) {
 			return // members only exist under a cached guild
 		}
 		if g.members == nil {
-			g.members = make(map[uint64][]byte)
+			g.members = make(map[uint64]uint64)
 		}
 		old, ok := g.members[o.b]
-		if !ok {
+		if ok {
+			m.memberA.free(old)
+		} else {
 			m.counts.Members++
-			m.link(o.b, o.a)
+			m.link(o.b)
 		}
-		m.blobBytes += int64(len(o.data) - len(old))
-		g.members[o.b] = o.data
+		g.members[o.b] = m.memberA.put(o.data)
 		if o.extra != nil {
 			m.putUser(o.b, o.extra)
 		}
@@ -149,10 +192,10 @@ func (m *Memory) apply(o *op) {
 			return
 		}
 		if old, ok := g.members[o.b]; ok {
-			m.blobBytes -= int64(len(old))
+			m.memberA.free(old)
 			delete(g.members, o.b)
 			m.counts.Members--
-			m.unlink(o.b, o.a)
+			m.unlink(o.b)
 		}
 	case opPutUser:
 		m.putUser(o.b, o.data)
@@ -165,7 +208,7 @@ func (m *Memory) apply(o *op) {
 			}
 		}
 		if old, ok := m.channels[o.b]; ok {
-			m.blobBytes -= int64(len(old.blob))
+			m.channelA.free(old.ref)
 		} else {
 			if o.flag {
 				m.counts.Threads++
@@ -173,8 +216,7 @@ func (m *Memory) apply(o *op) {
 				m.counts.Channels++
 			}
 		}
-		m.blobBytes += int64(len(o.data))
-		m.channels[o.b] = memChannel{guildID: o.a, blob: o.data}
+		m.channels[o.b] = memChannel{guildID: o.a, ref: m.channelA.put(o.data)}
 		if g != nil {
 			if g.channels == nil {
 				g.channels = make(map[uint64]bool)
@@ -249,10 +291,10 @@ func (m *Memory) addGuildCounts(g *memGuild) {
 	}
 }
 
-func (m *Memory) clearGuild(id uint64, g *memGuild) {
-	for uid, blob := range g.members {
-		m.blobBytes -= int64(len(blob))
-		m.unlink(uid, id)
+func (m *Memory) clearGuild(g *memGuild) {
+	for uid, ref := range g.members {
+		m.memberA.free(ref)
+		m.unlink(uid)
 	}
 	m.counts.Members -= uint64(len(g.members))
 	g.members = nil
@@ -277,7 +319,7 @@ func (m *Memory) delChannel(id uint64) {
 	if !ok {
 		return
 	}
-	m.blobBytes -= int64(len(c.blob))
+	m.channelA.free(c.ref)
 	delete(m.channels, id)
 	thread := false
 	if g := m.guilds[c.guildID]; g != nil {
@@ -291,42 +333,30 @@ func (m *Memory) delChannel(id uint64) {
 	}
 }
 
-func (m *Memory) link(userID, guildID uint64) {
+func (m *Memory) link(userID uint64) {
 	u := m.users[userID]
-	if u == nil {
-		u = &memUser{}
-		m.users[userID] = u
-	}
-	if i, found := slices.BinarySearch(u.guilds, guildID); !found {
-		u.guilds = slices.Insert(u.guilds, i, guildID)
-	}
+	m.users[userID] = mkUser(u.ref(), u.refs()+1)
 }
 
-func (m *Memory) unlink(userID, guildID uint64) {
-	u := m.users[userID]
-	if u == nil {
-		return
-	}
-	if i, found := slices.BinarySearch(u.guilds, guildID); found {
-		u.guilds = slices.Delete(u.guilds, i, i+1)
-		if len(u.guilds) == 0 {
-			u.guilds = nil
-		}
+func (m *Memory) unlink(userID uint64) {
+	if u, ok := m.users[userID]; ok && u.refs() > 0 {
+		m.users[userID] = mkUser(u.ref(), u.refs()-1)
 	}
 	m.touched = append(m.touched, userID)
 }
 
-// putUser stores a user blob if some guild references the user (a link exists).
+// putUser stores a user blob if some guild references the user.
 func (m *Memory) putUser(id uint64, blob []byte) {
-	u := m.users[id]
-	if u == nil || len(u.guilds) == 0 {
+	u, ok := m.users[id]
+	if !ok || u.refs() == 0 {
 		return
 	}
-	if u.blob == nil {
+	if u.ref() == 0 {
 		m.counts.Users++
+	} else {
+		m.userA.free(u.ref())
 	}
-	m.blobBytes += int64(len(blob) - len(u.blob))
-	u.blob = blob
+	m.users[id] = mkUser(m.userA.put(blob), u.refs())
 }
 
 // Guild implements Store.
@@ -369,18 +399,15 @@ func (m *Memory) Member(_ context.Context, guildID, userID uint64) (MemberBlob, 
 	if g == nil {
 		return MemberBlob{}, ErrNotFound
 	}
-	mb, ok := g.members[userID]
+	ref, ok := g.members[userID]
 	if !ok {
 		return MemberBlob{}, ErrNotFound
 	}
-	return MemberBlob{UserID: userID, Member: mb, User: m.userBlob(userID)}, nil
+	return MemberBlob{UserID: userID, Member: m.memberA.get(ref), User: m.userBlob(userID)}, nil
 }
 
 func (m *Memory) userBlob(id uint64) []byte {
-	if u := m.users[id]; u != nil {
-		return u.blob
-	}
-	return nil
+	return m.userA.get(m.users[id].ref())
 }
 
 // Members implements Store.
@@ -400,7 +427,7 @@ func (m *Memory) Members(_ context.Context, guildID, after uint64, limit int) ([
 	ids = firstSorted(ids, limit)
 	out := make([]MemberBlob, len(ids))
 	for i, id := range ids {
-		out[i] = MemberBlob{UserID: id, Member: g.members[id], User: m.userBlob(id)}
+		out[i] = MemberBlob{UserID: id, Member: m.memberA.get(g.members[id]), User: m.userBlob(id)}
 	}
 	return out, nil
 }
@@ -415,8 +442,8 @@ func (m *Memory) MembersByID(_ context.Context, guildID uint64, userIDs []uint64
 	}
 	out := make([]MemberBlob, 0, len(userIDs))
 	for _, id := range userIDs {
-		if mb, ok := g.members[id]; ok {
-			out = append(out, MemberBlob{UserID: id, Member: mb, User: m.userBlob(id)})
+		if ref, ok := g.members[id]; ok {
+			out = append(out, MemberBlob{UserID: id, Member: m.memberA.get(ref), User: m.userBlob(id)})
 		}
 	}
 	return out, nil
@@ -436,10 +463,19 @@ func (m *Memory) User(_ context.Context, id uint64) ([]byte, error) {
 func (m *Memory) UserGuilds(_ context.Context, id uint64) ([]uint64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if u := m.users[id]; u != nil {
-		return slices.Clone(u.guilds), nil
+	// Users keep a count, not a list, of their guilds (most users are in one): scan the
+	// guilds instead, a map lookup each.
+	if m.users[id].refs() == 0 {
+		return nil, nil
 	}
-	return nil, nil
+	var out []uint64
+	for gid, g := range m.guilds {
+		if _, ok := g.members[id]; ok {
+			out = append(out, gid)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // Channel implements Store.
@@ -447,7 +483,7 @@ func (m *Memory) Channel(_ context.Context, id uint64) ([]byte, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if c, ok := m.channels[id]; ok {
-		return c.blob, nil
+		return m.channelA.get(c.ref), nil
 	}
 	return nil, ErrNotFound
 }
@@ -463,7 +499,7 @@ func (m *Memory) GuildChannels(_ context.Context, guildID uint64, threads bool) 
 	out := make([][]byte, 0, len(g.channels))
 	for id, thread := range g.channels {
 		if !thread || threads {
-			out = append(out, m.channels[id].blob)
+			out = append(out, m.channelA.get(m.channels[id].ref))
 		}
 	}
 	return out, nil
@@ -542,8 +578,9 @@ func (m *Memory) Counts(context.Context) (Counts, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	c := m.counts
-	entries := c.Members + c.Channels + c.Threads + c.VoiceStates + c.Presences
-	c.MemoryBytes = uint64(m.blobBytes) + entries*memMapEntryOverhead +
-		uint64(len(m.users))*memUserOverhead + c.Guilds*memGuildOverhead
+	blobEntries := c.VoiceStates + c.Presences
+	c.MemoryBytes = uint64(m.blobBytes) + uint64(m.memberA.bytes()+m.userA.bytes()+m.channelA.bytes()) +
+		(c.Members+uint64(len(m.users))+2*(c.Channels+c.Threads))*memRefEntryOverhead + blobEntries*memBlobEntryOverhead +
+		c.Guilds*memGuildOverhead
 	return c, nil
 }
