@@ -43,6 +43,9 @@ var bucketTable = []bucketSpec{
 	{Name: "channel-delete", Limit: 5, Window: 5 * time.Second},
 	{Name: "messages-read", Limit: 50, Window: time.Second},
 	{Name: "message-create", Limit: 5, Window: 5 * time.Second},
+	// The write limit of a channel shared by every bot writing to it; Limit
+	// 0 turns it off (the default: Discord does not publish its value).
+	{Name: "channel-write-shared", Limit: 0, Window: 10 * time.Second},
 	{Name: "message-edit", Limit: 5, Window: 5 * time.Second},
 	{Name: "message-delete", Limit: 5, Window: time.Second},
 	{Name: "delete-old-message", Limit: 30, Window: 120 * time.Second},

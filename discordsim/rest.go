@@ -92,6 +92,10 @@ type restState struct {
 	now      func() time.Time
 	lim      *limiter
 	globalID bucketID
+	// slowmodeID and sharedWriteID are the channel-level limits of message
+	// creation (see channelWriteLimits).
+	slowmodeID    bucketID
+	sharedWriteID bucketID
 	invalid  *invalidTracker
 	routes   *router
 	faults   *faultList
@@ -126,6 +130,8 @@ func newRESTState(s *Server) *restState {
 	}
 	rs.lim = newLimiter(cfg.Now, bucketTable, cfg.Buckets)
 	rs.globalID = rs.lim.add(bucketSpec{Name: "global", Limit: cfg.GlobalLimit, Window: cfg.GlobalWindow})
+	rs.slowmodeID = rs.lim.add(bucketSpec{Name: "slowmode", Limit: 1, Window: time.Second})
+	rs.sharedWriteID = rs.lim.bucket("channel-write-shared")
 	rs.routes = newRouter(rs.lim, restRoutes())
 	rs.stats = newRESTStats(rs.routes)
 	if s.mux != nil {
@@ -546,6 +552,18 @@ func (rs *restState) write429(c *reqCtx, d decision, scope string, global bool) 
 		RetryAfter: c.retryAfter,
 		Global:     global,
 	})
+}
+
+// writeCoded429 answers a 429 that carries a Discord error code (slowmode,
+// shared channel write limit), with retry_after and the scope.
+func (rs *restState) writeCoded429(c *reqCtx, d decision, scope string, code int, message string) {
+	h := c.w.Header()
+	retry := d.retryAfter.Seconds()
+	h[hdrScope] = []string{scope}
+	h[hdrRetryAfter] = []string{retryAfterHeader(retry)}
+	c.scope = scope
+	c.retryAfter = roundMillis(retry)
+	c.json(http.StatusTooManyRequests, rateLimitBody{Message: message, RetryAfter: c.retryAfter, Code: code})
 }
 
 // writeGlobal429 answers a global 429: only Retry-After, X-RateLimit-Global and

@@ -25,9 +25,10 @@ const (
 
 // chanInfo is what message routes need to know about a channel.
 type chanInfo struct {
-	id      Snowflake
-	guildID Snowflake
-	typ     int
+	id       Snowflake
+	guildID  Snowflake
+	typ      int
+	slowmode int // rate_limit_per_user, seconds
 }
 
 // channelInfo looks up a channel in the world.
@@ -39,7 +40,7 @@ func (rs *restState) channelInfo(id Snowflake) (chanInfo, bool) {
 	if !ok {
 		return chanInfo{}, false
 	}
-	return chanInfo{id: ch.ID, guildID: ch.GuildID, typ: ch.Type}, true
+	return chanInfo{id: ch.ID, guildID: ch.GuildID, typ: ch.Type, slowmode: ch.RateLimitPerUser}, true
 }
 
 // textChannel resolves the request's channel, answering 10003 (or 50008 for
@@ -280,8 +281,38 @@ func handleCreateMessage(c *reqCtx) {
 	if !ok {
 		return
 	}
+	if !c.channelWriteLimits(ch) {
+		return
+	}
 	m := c.rs.newMessage(ch, c.rs.botUser(c.bot), req)
 	c.postMessage(ch, m, c.rs.botMember(ch.guildID, c.bot.ID))
+}
+
+// channelWriteLimits applies the limits of the channel itself, beyond the
+// bot's own bucket: slowmode (rate_limit_per_user; bots without Manage
+// Messages are subject to it, and simulated bots have no such permission),
+// answered 429 code 20016 with scope user; and the channel's write limit
+// shared by everyone writing to it ("channel-write-shared", off unless
+// configured through RESTConfig.Buckets, since Discord does not publish it),
+// answered 429 code 20028 with scope shared, which does not count towards
+// the invalid request limit.
+func (c *reqCtx) channelWriteLimits(ch chanInfo) bool {
+	rs := c.rs
+	if ch.slowmode > 0 {
+		d := rs.lim.takeN(limKey{owner: c.owner, bucket: rs.slowmodeID, major: uint64(ch.id)}, 1, time.Duration(ch.slowmode)*time.Second)
+		if !d.ok {
+			rs.writeCoded429(c, d, "user", 20016, "This action cannot be performed due to slowmode rate limit.")
+			return false
+		}
+	}
+	if sp := rs.lim.specs[rs.sharedWriteID]; sp.Limit > 0 {
+		d := rs.lim.take(limKey{bucket: rs.sharedWriteID, major: uint64(ch.id)})
+		if !d.ok {
+			rs.writeCoded429(c, d, "shared", 20028, "The write action you are performing on the channel has hit the write rate limit on the channel.")
+			return false
+		}
+	}
+	return true
 }
 
 // GET /channels/{channel.id}/messages

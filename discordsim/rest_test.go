@@ -945,3 +945,39 @@ func TestRESTCommandsAndLookups(t *testing.T) {
 		t.Fatalf("search without query: %+v", e)
 	}
 }
+
+func TestRESTChannelWriteLimits(t *testing.T) {
+	t.Parallel()
+	bots := []Bot{{Name: "one", Token: "token-one"}, {Name: "two", Token: "token-two"}}
+	s, clk := restSim(t, RESTConfig{Buckets: map[string]BucketLimit{
+		"message-create":       {Limit: 100},
+		"channel-write-shared": {Limit: 3, Window: 10 * time.Second},
+	}}, bots...)
+	one, two := newRESTClient(t, s, "token-one"), newRESTClient(t, s, "token-two")
+	chans, _ := textChannels(s)
+	a, b := "/channels/"+chans[0].String(), "/channels/"+chans[1].String()
+	// The shared limit counts both bots' writes to one channel.
+	one.do("POST", a+"/messages", map[string]string{"content": "1"}).want(t, 200)
+	two.do("POST", a+"/messages", map[string]string{"content": "2"}).want(t, 200)
+	one.do("POST", a+"/messages", map[string]string{"content": "3"}).want(t, 200)
+	r := two.do("POST", a+"/messages", map[string]string{"content": "4"}).want(t, 429)
+	var body rateLimitBody
+	r.decode(t, &body)
+	if r.header.Get("X-RateLimit-Scope") != "shared" || body.Code != 20028 || body.Global || body.RetryAfter != 10 {
+		t.Fatalf("shared write 429: %v %+v", r.header, body)
+	}
+	if st := s.RESTStats(); st.InvalidRequests != 0 || st.RateLimitedByScope["shared"] != 1 {
+		t.Fatalf("shared 429 counted as invalid: %+v", st)
+	}
+	// Slowmode: one message per bot per rate_limit_per_user seconds.
+	one.do("PATCH", b, map[string]int{"rate_limit_per_user": 5}).want(t, 200)
+	one.do("POST", b+"/messages", map[string]string{"content": "slow"}).want(t, 200)
+	two.do("POST", b+"/messages", map[string]string{"content": "other bot"}).want(t, 200)
+	r = one.do("POST", b+"/messages", map[string]string{"content": "too fast"}).want(t, 429)
+	r.decode(t, &body)
+	if r.header.Get("X-RateLimit-Scope") != "user" || body.Code != 20016 || body.RetryAfter != 5 {
+		t.Fatalf("slowmode 429: %v %+v", r.header, body)
+	}
+	clk.Advance(5 * time.Second)
+	one.do("POST", b+"/messages", map[string]string{"content": "slow again"}).want(t, 200)
+}
