@@ -96,17 +96,17 @@ type restState struct {
 	// creation (see channelWriteLimits).
 	slowmodeID    bucketID
 	sharedWriteID bucketID
-	invalid  *invalidTracker
-	routes   *router
-	faults   *faultList
-	stats    *restStats
-	msgs     *messageStore
-	hooks    *webhookStore
-	inters   *interactionStore
-	bans     banStore
-	commands commandStore
-	dmMu     sync.Mutex
-	dms      map[[2]Snowflake]Snowflake // (bot, user) -> DM channel
+	invalid       *invalidTracker
+	routes        *router
+	faults        *faultList
+	stats         *restStats
+	msgs          *messageStore
+	hooks         *webhookStore
+	inters        *interactionStore
+	bans          banStore
+	commands      commandStore
+	dmMu          sync.Mutex
+	dms           map[[2]Snowflake]Snowflake // (bot, user) -> DM channel
 }
 
 // newRESTState builds the REST state for s.
