@@ -211,6 +211,8 @@ type reqCtx struct {
 	scope  string // set on 429s
 	// retryAfter is the retry_after of a 429 answered, in seconds.
 	retryAfter float64
+	// faulted is set when an injected fault answered the request.
+	faulted bool
 }
 
 // param returns the id bound to the path parameter named name (as written in

@@ -130,6 +130,7 @@ func (fl *faultList) apply(rs *restState, c *reqCtx) bool {
 		return false
 	}
 	rs.stats.fault()
+	c.faulted = true
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
 		select {

@@ -13,7 +13,8 @@ type RESTStats struct {
 	// Requests counts every request answered (including 404s and bans).
 	Requests int64 `json:"requests"`
 	// ByRoute counts requests by route ("POST /channels/{channel.id}/messages";
-	// "unmatched" for unknown paths).
+	// "unmatched" for unknown paths). Requests answered by a fault are
+	// counted in Faults instead.
 	ByRoute map[string]int64 `json:"by_route"`
 	// ByBucket counts requests by X-RateLimit-Bucket hash.
 	ByBucket map[string]int64 `json:"by_bucket"`
@@ -114,7 +115,7 @@ func (st *restStats) record(c *reqCtx, invalid, banStarted bool) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if c.route == nil {
+	if c.route == nil && !c.faulted {
 		st.unmatch++
 	}
 	if c.status != 200 && c.status != 201 && c.status != 204 {

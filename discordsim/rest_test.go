@@ -764,8 +764,8 @@ func TestRESTFaults(t *testing.T) {
 			t.Fatalf("InjectRESTFault(%+v) accepted", bad)
 		}
 	}
-	if st := s.RESTStats(); st.Faults != 6 {
-		t.Fatalf("faults applied = %d, want 6 (4 statuses, latency, drop)", st.Faults)
+	if st := s.RESTStats(); st.Faults != 6 || st.ByRoute["unmatched"] != 0 || st.ByStatus["503"] != 1 || st.ByStatus["0"] != 1 {
+		t.Fatalf("faults applied = %d (statuses %v, unmatched %d), want 6 (4 statuses, latency, drop)", st.Faults, st.ByStatus, st.ByRoute["unmatched"])
 	}
 }
 
