@@ -97,7 +97,7 @@ func (d *decoder) object(m protoreflect.Message, t *table, depth int) error {
 		if err != nil {
 			return err
 		}
-		f := t.fields[string(key)]
+		f := t.lookup(key)
 		if f == nil {
 			// Unknown keys stay in the event's raw JSON.
 			if err := d.skipValue(depth); err != nil {

@@ -197,7 +197,7 @@ func (d *decoder) objectFast(p unsafe.Pointer, t *table, depth int) error {
 		if err != nil {
 			return err
 		}
-		f := t.fields[string(key)]
+		f := t.lookup(key)
 		switch {
 		case f == nil:
 			if err := d.skipValue(depth); err != nil {

@@ -67,6 +67,49 @@ type table struct {
 	// without one, which are decoded through protoreflect only.
 	goStruct reflect.Type
 	goPtr    reflect.Type
+	// slots is an open-addressing index of fields by JSON key (see lookup), a power of two long
+	// and at most half full.
+	slots []*field
+}
+
+// keyHash mixes a key's length and three of its bytes. Keys of one message differ enough in
+// those for short probe runs, and it is far cheaper than hashing every byte, which showed as the
+// largest single cost in profiles of GUILD_CREATE when fields were found through a Go map.
+func keyHash(k []byte) uint32 {
+	n := len(k)
+	if n == 0 {
+		return 0
+	}
+	h := uint32(n)*0x9E3779B1 ^ uint32(k[0])*0x85EBCA77 ^ uint32(k[n-1])*0xC2B2AE3D ^ uint32(k[n/2])*0x27D4EB2F
+	return h ^ h>>15
+}
+
+// index fills slots from fields.
+func (t *table) index() {
+	size := 1
+	for size < 2*len(t.fields) {
+		size <<= 1
+	}
+	t.slots = make([]*field, size)
+	mask := uint32(size - 1)
+	for key, f := range t.fields {
+		i := keyHash([]byte(key)) & mask
+		for t.slots[i] != nil {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = f
+	}
+}
+
+// lookup returns the field for a JSON key, or nil. Every field's name is its key.
+func (t *table) lookup(k []byte) *field {
+	mask := uint32(len(t.slots) - 1)
+	for i := keyHash(k) & mask; ; i = (i + 1) & mask {
+		f := t.slots[i]
+		if f == nil || f.name == string(k) {
+			return f
+		}
+	}
 }
 
 var (
@@ -111,6 +154,7 @@ func tableFor(md protoreflect.MessageDescriptor) (*table, error) {
 				f.viaFast = nil
 			}
 		}
+		nt.index()
 	}
 	for d, nt := range b.new {
 		tables[d] = nt
