@@ -69,6 +69,9 @@ var bucketTable = []bucketSpec{
 	{Name: "commands", Limit: 10, Window: 10 * time.Second},
 	{Name: "users-guilds", Limit: 1, Window: time.Second},
 	{Name: "members-search", Limit: 10, Window: 10 * time.Second},
+	{Name: "channel-permissions", Limit: 10, Window: 10 * time.Second},
+	{Name: "threads", Limit: 10, Window: 10 * time.Second},
+	{Name: "thread-members", Limit: 10, Window: 10 * time.Second},
 	// Emoji routes are limited per guild (protocol.md §18).
 	{Name: "emojis", Limit: 50, Window: 10 * time.Second},
 }

@@ -31,6 +31,12 @@ func restRoutes() []routeDef {
 		{method: "PATCH", path: "/channels/{channel.id}", bucket: "channel", handle: handleModifyChannel},
 		{method: "DELETE", path: "/channels/{channel.id}", bucket: "channel-delete", handle: handleDeleteChannel},
 		{method: "POST", path: "/channels/{channel.id}/typing", bucket: "typing", handle: handleTyping},
+		{method: "PUT", path: "/channels/{channel.id}/permissions/{overwrite.id}", bucket: "channel-permissions", handle: handleEditOverwrite},
+		{method: "DELETE", path: "/channels/{channel.id}/permissions/{overwrite.id}", bucket: "channel-permissions", handle: handleDeleteOverwrite},
+		{method: "POST", path: "/channels/{channel.id}/threads", bucket: "threads", handle: handleStartThread},
+		{method: "POST", path: "/channels/{channel.id}/messages/{message.id}/threads", bucket: "threads", handle: handleStartThreadFromMessage},
+		{method: "PUT", path: "/channels/{channel.id}/thread-members/@me", bucket: "thread-members", handle: handleThreadMembership(true)},
+		{method: "DELETE", path: "/channels/{channel.id}/thread-members/@me", bucket: "thread-members", handle: handleThreadMembership(false)},
 
 		{method: "GET", path: "/channels/{channel.id}/messages", bucket: "messages-read", handle: handleListMessages},
 		{method: "POST", path: "/channels/{channel.id}/messages", bucket: "message-create", handle: handleCreateMessage},

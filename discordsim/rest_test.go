@@ -981,3 +981,57 @@ func TestRESTChannelWriteLimits(t *testing.T) {
 	clk.Advance(5 * time.Second)
 	one.do("POST", b+"/messages", map[string]string{"content": "slow again"}).want(t, 200)
 }
+
+func TestRESTThreadsAndOverwrites(t *testing.T) {
+	t.Parallel()
+	s, _ := restSim(t, RESTConfig{})
+	bot := newRESTClient(t, s, botToken(s))
+	chans, guilds := textChannels(s)
+	c := dial(t, s.GatewayURL(), "v=10&encoding=json")
+	c.hello()
+	c.identify(botToken(s), nil, AllIntents)
+	ch := "/channels/" + chans[0].String()
+	var m Message
+	bot.do("POST", ch+"/messages", map[string]string{"content": "start a thread here"}).want(t, 200).decode(t, &m)
+	var th Channel
+	bot.do("POST", ch+"/messages/"+m.ID.String()+"/threads", map[string]any{"name": "discussion"}).want(t, 201).decode(t, &th)
+	if th.ID != m.ID || th.Type != channelPublicThread || th.ParentID == nil || *th.ParentID != chans[0] || th.ThreadMetadata == nil {
+		t.Fatalf("thread %+v", th)
+	}
+	c.untilEvent("THREAD_CREATE")
+	if e := bot.do("POST", ch+"/messages/"+m.ID.String()+"/threads", map[string]any{"name": "again"}).want(t, 400).apiErr(t); e.Code != 160004 {
+		t.Fatalf("second thread on a message: %+v", e)
+	}
+	// Messages work in the thread like in any text channel.
+	bot.do("POST", "/channels/"+th.ID.String()+"/messages", map[string]string{"content": "in the thread"}).want(t, 200)
+	ev := c.untilEvent("MESSAGE_CREATE")
+	if !strings.Contains(string(ev.D), th.ID.String()) {
+		t.Fatalf("thread MESSAGE_CREATE %s", ev.D)
+	}
+	bot.do("PUT", "/channels/"+th.ID.String()+"/thread-members/@me", nil).want(t, 204)
+	bot.do("PUT", ch+"/thread-members/@me", nil).want(t, 400)
+	var private Channel
+	bot.do("POST", ch+"/threads", map[string]any{"name": "secret", "auto_archive_duration": 60}).want(t, 201).decode(t, &private)
+	if private.Type != channelPrivateThread || private.ThreadMetadata.AutoArchiveDuration != 60 {
+		t.Fatalf("private thread %+v", private)
+	}
+	if e := bot.do("POST", ch+"/threads", map[string]any{"name": "x", "auto_archive_duration": 5}).want(t, 400).apiErr(t); e.Code != 50035 {
+		t.Fatalf("bad archive duration: %+v", e)
+	}
+
+	bot.do("PUT", ch+"/permissions/"+guilds[0].String(), map[string]any{"type": 0, "allow": "1024", "deny": "2048"}).want(t, 204)
+	c.untilEvent("CHANNEL_UPDATE")
+	var got Channel
+	bot.do("GET", ch, nil).want(t, 200).decode(t, &got)
+	found := false
+	for _, o := range got.PermissionOverwrites {
+		found = found || (o.ID == guilds[0] && o.Allow == "1024" && o.Deny == "2048")
+	}
+	if !found {
+		t.Fatalf("overwrites %+v lack the new one", got.PermissionOverwrites)
+	}
+	bot.do("DELETE", ch+"/permissions/"+guilds[0].String(), nil).want(t, 204)
+	if e := bot.do("PUT", ch+"/permissions/"+guilds[0].String(), map[string]any{"type": 3}).want(t, 400).apiErr(t); e.Code != 50035 {
+		t.Fatalf("bad overwrite type: %+v", e)
+	}
+}
