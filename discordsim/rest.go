@@ -11,6 +11,21 @@ import (
 	"time"
 )
 
+// The REST part of the simulator, in brief:
+//
+//   - rest_routes.go is the route table (every route is one documented in
+//     routes.tsv); rest_router.go matches paths to it; anything else is
+//     Discord's 404 {"message": "404: Not Found", "code": 0}.
+//   - Every request goes: Cloudflare ban check, injected faults
+//     (rest_faults.go), API version, route, Authorization (bot routes) or the
+//     token in the path (webhook and interaction routes), the per-bot global
+//     limit, the route's bucket (ratelimit.go, keyed by bot, bucket and major
+//     parameter), then the handler (rest_messages.go, rest_guilds.go,
+//     rest_webhooks.go, rest_commands.go, rest_threads.go), which may apply
+//     sublimits and dispatches the gateway event of what it changed.
+//   - Every answer is accounted (rest_stats.go); 401, 403 and non-shared 429
+//     answers count towards the invalid request limit of the client's IP.
+
 // RESTConfig holds the REST API's limits. Zero values take Discord's real values.
 type RESTConfig struct {
 	// GlobalLimit is the number of requests per second one bot may make across
