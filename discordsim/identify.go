@@ -3,6 +3,7 @@ package discordsim
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -101,7 +102,7 @@ func (c *gwConn) identify(d json.RawMessage) {
 		c.closeWith(CloseDecodeError, "Error while decoding Identify payload.")
 		return
 	}
-	bot, ok := g.s.botByToken(id.Token)
+	bot, ok := g.s.botByToken(gatewayToken(id.Token))
 	if !ok {
 		c.closeWith(CloseAuthenticationFailed, "Authentication failed.")
 		return
@@ -165,6 +166,10 @@ func (c *gwConn) identify(d json.RawMessage) {
 		intents: *id.Intents, largeThreshold: large, createdAt: now}
 	g.s.startSession(c, sess, guilds)
 }
+
+// gatewayToken strips the "Bot " prefix some libraries (discordgo) send in
+// Identify and Resume; Discord accepts the token with or without it.
+func gatewayToken(tok string) string { return strings.TrimPrefix(tok, "Bot ") }
 
 // shardGuilds lists the guilds a shard holds, in size order.
 func (s *Server) shardGuilds(shardID, numShards int) []Snowflake {
@@ -280,7 +285,7 @@ func (c *gwConn) resume(d json.RawMessage) {
 		c.closeWith(CloseDecodeError, "Error while decoding Resume payload.")
 		return
 	}
-	bot, ok := g.s.botByToken(rp.Token)
+	bot, ok := g.s.botByToken(gatewayToken(rp.Token))
 	if !ok {
 		c.closeWith(CloseAuthenticationFailed, "Authentication failed.")
 		return
