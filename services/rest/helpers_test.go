@@ -25,7 +25,8 @@ const (
 )
 
 func simBots() []discordsim.Bot {
-	return []discordsim.Bot{{Name: "alpha", Token: tokenA}, {Name: "beta", Token: tokenB}}
+	const privileged = 1<<1 | 1<<8 | 1<<15 // GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT
+	return []discordsim.Bot{{Name: "alpha", Token: tokenA, PrivilegedIntents: privileged}, {Name: "beta", Token: tokenB, PrivilegedIntents: privileged}}
 }
 
 // startSim runs a simulator with two bots and the given REST limits.
@@ -46,6 +47,18 @@ func startSim(t testing.TB, rc discordsim.RESTConfig) *discordsim.Server {
 // from the GUILD_CREATEs after identifying on the gateway.
 func textChannels(t testing.TB, sim *discordsim.Server, token string) []string {
 	t.Helper()
+	return learnWorld(t, sim, token).channels
+}
+
+// world is what a bot learns from its GUILD_CREATEs.
+type world struct {
+	channels []string          // text channels
+	guildOf  map[string]string // channel -> guild
+	members  map[string][]string
+}
+
+func learnWorld(t testing.TB, sim *discordsim.Server, token string) world {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, sim.GatewayURL()+"/?v=10&encoding=json", nil)
@@ -58,10 +71,10 @@ func textChannels(t testing.TB, sim *discordsim.Server, token string) []string {
 	defer func() { _ = ws.Close() }()
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	identify := map[string]any{"op": 2, "d": map[string]any{
-		"token": token, "intents": 1, "properties": map[string]string{"os": "linux", "browser": "kubecord-test", "device": "kubecord-test"},
+		"token": token, "intents": 1 | 1<<1 | 1<<8, // GUILDS, GUILD_MEMBERS, GUILD_PRESENCES: full member lists "properties": map[string]string{"os": "linux", "browser": "kubecord-test", "device": "kubecord-test"},
 	}}
 	var guilds int
-	var out []string
+	w := world{guildOf: map[string]string{}, members: map[string][]string{}}
 	for {
 		var p struct {
 			Op int             `json:"op"`
@@ -86,25 +99,38 @@ func textChannels(t testing.TB, sim *discordsim.Server, token string) []string {
 			guilds = len(r.Guilds)
 		case p.T == "GUILD_CREATE":
 			var g struct {
+				ID       string `json:"id"`
 				Channels []struct {
 					ID   string `json:"id"`
 					Type int    `json:"type"`
 				} `json:"channels"`
+				Members []struct {
+					User struct {
+						ID  string `json:"id"`
+						Bot bool   `json:"bot"`
+					} `json:"user"`
+				} `json:"members"`
 			}
 			if err := json.Unmarshal(p.D, &g); err != nil {
 				t.Fatalf("GUILD_CREATE: %v", err)
 			}
 			for _, c := range g.Channels {
 				if c.Type == 0 {
-					out = append(out, c.ID)
+					w.channels = append(w.channels, c.ID)
+					w.guildOf[c.ID] = g.ID
+				}
+			}
+			for _, m := range g.Members {
+				if !m.User.Bot {
+					w.members[g.ID] = append(w.members[g.ID], m.User.ID)
 				}
 			}
 			guilds--
 			if guilds == 0 {
-				if len(out) == 0 {
+				if len(w.channels) == 0 {
 					t.Fatal("the simulator has no text channel")
 				}
-				return out
+				return w
 			}
 		}
 	}
