@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/kubecord/kubecord/discordsim"
@@ -142,6 +143,7 @@ type service struct {
 	client restv1.RestServiceClient
 	// base is the passthrough's API base, e.g. http://127.0.0.1:1234/api/v10.
 	base string
+	reg  *prometheus.Registry
 }
 
 // startService runs the REST service (gRPC on a loopback port and the
@@ -189,7 +191,7 @@ func startService(t testing.TB, cfg Config) *service {
 		t.Fatalf("dialing the REST service: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &service{svc: svc, client: restv1.NewRestServiceClient(conn), base: "http://" + svc.HTTPAddr().String() + "/api/v10"}
+	return &service{svc: svc, client: restv1.NewRestServiceClient(conn), base: "http://" + svc.HTTPAddr().String() + "/api/v10", reg: srv.Registry()}
 }
 
 // testWriter sends service logs to the test log.
