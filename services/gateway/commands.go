@@ -140,7 +140,8 @@ func sendError(err error, shardID int) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.Errorf(codes.DeadlineExceeded, "shard %d send budget (120 per 60 s) did not free up before the deadline: %v", shardID, err)
 	}
-	return status.Errorf(codes.Internal, "sending on shard %d: %v", shardID, err)
+	// The connection broke under the write: the shard reconnects by itself.
+	return status.Errorf(codes.Unavailable, "sending on shard %d failed; retry once it has reconnected: %v", shardID, err)
 }
 
 // snowflake is a Discord id as Discord's JSON wants it: a string, or null for zero.

@@ -33,9 +33,8 @@ var propagator = propagation.TraceContext{}
 // event once, encodes it once, and publishes it without waiting for any consumer.
 func (s *Server) HandleDispatch(d shard.Dispatch) {
 	s.stats.received.Add(1)
-	if d.Name == "READY" {
-		// A fresh session: sequences restart, the previous session's watermark is moot.
-		s.hub.StartSession(d.ShardID)
+	if s.onDispatch != nil {
+		s.onDispatch(d)
 	}
 	route, err := discordjson.RoutingKey(d.Name, d.Data)
 	if err != nil {
@@ -66,6 +65,17 @@ func (s *Server) HandleDispatch(d shard.Dispatch) {
 		// The raw JSON still carries everything; consumers can decode it themselves.
 		s.stats.decodeErrors.Add(1)
 		s.log.Warn("event payload did not decode; delivering it raw", "shard", d.ShardID, "seq", d.Seq, "event", d.Name, "err", err)
+	}
+	if r := ev.GetReady(); r != nil && r.GetSessionId() != "" {
+		// A READY of a new session: sequences restart and the previous session's watermark
+		// is moot. A READY of the current session is a replay (a resume from sequence 0).
+		if cur, ok := s.sessionIDs.Load(d.ShardID); !ok || cur.(string) != r.GetSessionId() {
+			s.hub.StartSession(d.ShardID)
+			s.sessionIDs.Store(d.ShardID, r.GetSessionId())
+		}
+	}
+	if id, ok := s.sessionIDs.Load(d.ShardID); ok {
+		ev.SessionId = id.(string)
 	}
 	s.routeCommandReply(ev)
 

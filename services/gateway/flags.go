@@ -30,6 +30,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Compression, "compression", c.Compression, "gateway transport compression: zlib-stream, zstd-stream or none")
 	fs.IntVar(&c.LargeThreshold, "large-threshold", c.LargeThreshold, "Identify large_threshold (50..250; 0 = Discord's default)")
 	fs.StringVar(&c.GatewayID, "gateway-id", c.GatewayID, "name of this pod in status and Subscribed (default: host name)")
+	fs.Var((*stringList)(&c.Groups), "groups", "comma-separated consumer groups declared at start: they buffer events before their first member joins and never expire (e.g. state,bot)")
 	fs.IntVar(&c.Delivery.MaxBufferedEvents, "group-buffer-events", delivery0(c.Delivery.MaxBufferedEvents, 100_000), "per-group buffer bound in events; overflow drops the oldest and announces a gap")
 	fs.Int64Var(&c.Delivery.MaxBufferedBytes, "group-buffer-bytes", delivery0(c.Delivery.MaxBufferedBytes, 256<<20), "per-group buffer bound in payload bytes")
 	fs.DurationVar(&c.Delivery.GroupTTL, "group-ttl", c.Delivery.GroupTTL, "how long a group without members keeps buffering (0 = 5m)")
@@ -71,6 +72,26 @@ func (l *intList) Set(s string) error {
 			return fmt.Errorf("%q is not a shard id (a non-negative integer)", p)
 		}
 		*l = append(*l, v)
+	}
+	return nil
+}
+
+// stringList is a comma-separated list of names as a flag.
+type stringList []string
+
+func (l *stringList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *stringList) Set(s string) error {
+	*l = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
 	}
 	return nil
 }

@@ -56,6 +56,10 @@ type Config struct {
 	GatewayID string
 	// Delivery tunes the hub (buffers, TTLs, ack timeout).
 	Delivery delivery.Config
+	// Groups are declared at start: they buffer every event from the first one on, before
+	// any member joins, and never expire (e.g. "state", or a bot's main group). Other groups
+	// exist while they have members, plus the group TTL.
+	Groups []string
 	// DefaultMaxInFlight is the credit of a Subscribe that asks for 0 (default 256).
 	DefaultMaxInFlight int
 	// StreamHeartbeat is the interval of Heartbeat messages on idle Consume streams
@@ -145,6 +149,12 @@ type Server struct {
 
 	chunks chunkWaiters
 	stats  dispatchStats
+	// sessionIDs holds each shard's current Discord session id (string), stamped on its
+	// events. It is written only from the shard's own read loop (READY) and at Start.
+	sessionIDs sync.Map
+
+	// onDispatch, when set (tests only), sees every dispatch before it is handled.
+	onDispatch func(shard.Dispatch)
 
 	draining atomic.Bool
 	cancel   context.CancelFunc
@@ -176,6 +186,11 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		runErr: make(chan error, 1),
 	}
 	s.chunks.m = map[string]*chunkWaiter{}
+	for _, g := range cfg.Groups {
+		if err := s.hub.Declare(g); err != nil {
+			return nil, fmt.Errorf("gateway configuration: declaring group: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -217,6 +232,8 @@ func (s *Server) Start(ctx context.Context) error {
 				return fmt.Errorf("gateway: identify limiter: %w", err)
 			}
 			limiter = mem
+		} else if err := limiter.Update(ctx, bot.SessionStartLimit); err != nil {
+			return fmt.Errorf("gateway: identify limiter: %w", err)
 		}
 	}
 	for _, id := range cfg.ShardIDs {
@@ -227,6 +244,7 @@ func (s *Server) Start(ctx context.Context) error {
 	for shardID, st := range cfg.Sessions.snapshot() {
 		if st.session.ID != "" {
 			s.hub.RestoreSession(shardID, st.watermark, st.session.Seq)
+			s.sessionIDs.Store(shardID, st.session.ID)
 		}
 	}
 	m, err := shard.NewManager(shard.Config{

@@ -46,6 +46,7 @@ type group struct {
 	bytes      int64
 	orphanGaps []Gap // gaps to announce to the next member, when none was live
 	emptySince time.Time
+	durable    bool // declared: never expires
 
 	delivered, redelivered, acked, lost, filtered, rejected uint64
 }
@@ -446,7 +447,7 @@ func (g *group) evictStuck(now time.Time) {
 func (g *group) expire(now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.live) > 0 || g.emptySince.IsZero() || now.Sub(g.emptySince) < g.hub.cfg.GroupTTL {
+	if g.durable || len(g.live) > 0 || g.emptySince.IsZero() || now.Sub(g.emptySince) < g.hub.cfg.GroupTTL {
 		return false
 	}
 	n := g.count

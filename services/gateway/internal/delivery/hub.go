@@ -178,6 +178,31 @@ func (h *Hub) Publish(ev *Event) bool {
 	return true
 }
 
+// Declare creates a durable group: it buffers events before its first member joins and
+// never expires, so events from the gateway's start on reach it (the state cache's group,
+// or a bot's main group). Declaring an existing group makes it durable. The filter of a
+// declared group is all events until a member sets its own.
+func (h *Hub) Declare(group string) error {
+	if !validGroupName(group) {
+		return fmt.Errorf("%w: group name %q must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'", ErrInvalid, group)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrHubClosed
+	}
+	g, ok := h.groups[group]
+	if !ok {
+		g = newGroup(h, group, groupFilter{})
+		h.groups[group] = g
+		h.list = append(h.list, g)
+	}
+	g.mu.Lock()
+	g.durable = true
+	g.mu.Unlock()
+	return nil
+}
+
 // JoinRequest describes a member joining a group.
 type JoinRequest struct {
 	// Group names the group: 1 to 64 characters of [A-Za-z0-9._-].

@@ -494,6 +494,26 @@ func TestGroupTTL(t *testing.T) {
 	}
 }
 
+func TestDeclaredGroupBuffersBeforeMembersAndNeverExpires(t *testing.T) {
+	t.Parallel()
+	h := newHub(Config{GroupTTL: time.Minute})
+	if err := h.Declare("state"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Declare("bad name"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Declare(bad name) = %v, want ErrInvalid", err)
+	}
+	h.Publish(ev(0, 1, "READY", 0))
+	h.sweep(time.Now().Add(time.Hour))
+	if wm, _ := h.Watermark(0); wm != 0 {
+		t.Errorf("watermark = %d, want 0 while the declared group holds seq 1", wm)
+	}
+	m := mustJoin(t, h, "state", "s", 1)
+	if ds := deliveries(takeNow(t, m, 1)); len(ds) != 1 || ds[0].Event.ID.Seq != 1 {
+		t.Errorf("got %+v, want the event published before the member joined", ds)
+	}
+}
+
 func TestAckTimeoutEvicts(t *testing.T) {
 	t.Parallel()
 	h := newHub(Config{AckTimeout: time.Second})
