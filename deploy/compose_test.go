@@ -179,6 +179,9 @@ func checkCompose(t *testing.T, cf composeFile) {
 			}
 		}
 	}
+	if sim, ok := cf.Services["sim"]; ok {
+		checkComposeSim(t, cf, sim)
+	}
 	for name, s := range cf.Services {
 		where := "service " + name
 		if s.Image == "" {
@@ -261,12 +264,24 @@ func checkComposeKubecord(t *testing.T, where string, s composeService) {
 		return
 	}
 	where += " (kubecord " + p.command + ")"
+	if !s.ReadOnly {
+		t.Errorf("%s: set read_only: true", where)
+	}
 	var names []string
 	for k := range s.Environment {
 		names = append(names, k)
 	}
 	for _, err := range checkEnvFlags(t, p.command, names) {
 		t.Errorf("%s: %v", where, err)
+	}
+	if _, service := commandFlags(t, p.command)["listen"]; !service {
+		// A tool such as the simulator: no listeners, health or drain of
+		// the service runtime to check, but it must have a health check
+		// for the services that wait on it.
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || s.Healthcheck.Test[1] != "/kubecord-probe" {
+			t.Errorf("%s: want a healthcheck with /kubecord-probe", where)
+		}
+		return
 	}
 	if v := s.Environment["KUBECORD_AUTH_SECRET"]; v != composeSecret {
 		t.Errorf("%s: KUBECORD_AUTH_SECRET must come from ${KUBECORD_AUTH_SECRET}", where)
@@ -293,7 +308,35 @@ func checkComposeKubecord(t *testing.T, where string, s composeService) {
 	if err != nil || grace <= drain {
 		t.Errorf("%s: stop_grace_period %q must exceed drain delay + shutdown timeout (%s)", where, s.StopGracePeriod, drain)
 	}
-	if !s.ReadOnly {
-		t.Errorf("%s: set read_only: true", where)
+}
+
+// checkComposeSim checks that gateway and rest talk to the simulator with a
+// token it accepts.
+func checkComposeSim(t *testing.T, cf composeFile, sim composeService) {
+	p, err := parseArgs(t, sim.Command)
+	if err != nil || p.command != "sim" {
+		t.Errorf("service sim: command %q: want kubecord sim (%v)", sim.Command, err)
+		return
+	}
+	token := p.flags["token"]
+	if token == "" {
+		t.Error("service sim: set --token, so that gateway and rest can be given the same one")
+	}
+	if got := cf.Services["gateway"].Environment["KUBECORD_TOKEN"]; got != token {
+		t.Errorf("service gateway: KUBECORD_TOKEN is not the simulator's --token")
+	}
+	if got := cf.Services["rest"].Environment["KUBECORD_BOTS"]; !strings.HasSuffix(got, "="+token) {
+		t.Errorf("service rest: KUBECORD_BOTS is not name=<the simulator's --token>")
+	}
+	_, port, err := net.SplitHostPort(p.flags["addr"])
+	if err != nil {
+		t.Errorf("service sim: --addr %q: %v", p.flags["addr"], err)
+	}
+	want := "http://sim:" + port + "/api"
+	if got := cf.Services["rest"].Environment["KUBECORD_DISCORD_URL"]; got != want {
+		t.Errorf("service rest: KUBECORD_DISCORD_URL = %q, want %q (the simulator's --addr)", got, want)
+	}
+	if _, ok := cf.Services["rest"].DependsOn["sim"]; !ok {
+		t.Error("service rest: depends_on sim, so it starts once the simulator answers")
 	}
 }
