@@ -3,8 +3,8 @@ package discordsim
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -287,7 +287,7 @@ func (g *gatewayState) killSession(sess *session) {
 // outItem is one message queued for a connection's writer.
 type outItem struct {
 	frame []byte
-	pong  bool // a websocket pong answering a client ping
+	pong  bool  // a websocket pong answering a client ping
 	seq   int64 // 0 for non-dispatch messages
 	event string
 	sess  *session
@@ -341,7 +341,9 @@ func newGWConn(g *gatewayState, ws *websocket.Conn, comp compression, v int) (*g
 		}
 		c.zstd = enc
 	}
-	ws.SetReadLimit(maxInbound * 4)
+	// Frames over 4096 bytes are read whole and answered with 4002 like
+	// Discord; only absurd ones hit gorilla's own limit (close 1009).
+	ws.SetReadLimit(1 << 20)
 	// Only the writer goroutine writes: pings are answered through its
 	// queue and a client's close frame just ends the connection.
 	ws.SetPingHandler(func(data string) error {

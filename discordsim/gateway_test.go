@@ -160,11 +160,14 @@ func TestCloseCodes(t *testing.T) {
 
 func TestHeartbeatAckAndTimeout(t *testing.T) {
 	t.Parallel()
-	s := newSim(t, Config{Guilds: 2, HeartbeatInterval: 100 * time.Millisecond})
+	s := newSim(t, Config{Guilds: 2, HeartbeatInterval: 250 * time.Millisecond})
 	c := dial(t, s.GatewayURL(), "v=10")
-	if iv := c.hello(); iv != 100 {
-		t.Fatalf("heartbeat_interval %d, want 100", iv)
+	if iv := c.hello(); iv != 250 {
+		t.Fatalf("heartbeat_interval %d, want 250", iv)
 	}
+	// Heartbeats are accepted (and ACKed) before Identify too.
+	c.send(opHeartbeat, nil)
+	c.until(func(p payload) bool { return p.Op == opHeartbeatAck })
 	c.identify(botToken(s), nil, IntentGuilds)
 	c.send(opHeartbeat, 1)
 	c.until(func(p payload) bool { return p.Op == opHeartbeatAck })

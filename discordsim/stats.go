@@ -209,6 +209,7 @@ func (s *Server) GatewayStats() GatewayStats {
 		TokenResets: c.tokenResets.Load(), MemberRequests: c.memberRequests.Load(),
 		MemberRequestsLimited: c.memberRequestsLimited.Load(), Dispatches: c.dispatches.Load(),
 		Closes: map[string]int64{}, ClientCloses: map[string]int64{}, Events: map[string]int64{},
+		Sessions: []SessionStats{},
 	}
 	c.mu.Lock()
 	for k, v := range c.closes {
