@@ -40,7 +40,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // runService runs svc with internal/runtime on a loopback port until the test ends.
-func runService(t *testing.T, svc runtime.Service) *grpc.ClientConn {
+func runService(t testing.TB, svc runtime.Service) *grpc.ClientConn {
 	t.Helper()
 	rcfg := runtime.DefaultConfig(0, 0)
 	rcfg.MetricsListen = ""

@@ -22,13 +22,13 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 type storeKind struct {
 	name string
-	open func(t *testing.T) cache.Store
+	open func(t testing.TB) cache.Store
 }
 
 func storeKinds() []storeKind {
 	return []storeKind{
-		{"memory", func(*testing.T) cache.Store { return cache.NewMemory() }},
-		{"redis", func(t *testing.T) cache.Store {
+		{"memory", func(testing.TB) cache.Store { return cache.NewMemory() }},
+		{"redis", func(t testing.TB) cache.Store {
 			addr := redistest.Start(t)
 			st, err := cache.NewRedis(t.Context(), "redis://"+addr, "kubecord:test:")
 			if err != nil {
@@ -89,7 +89,7 @@ func startService(t *testing.T, st cache.Store, mutate func(*Config)) *testServi
 }
 
 // send applies a Discord dispatch (JSON) as the next event of shard 0.
-func (s *testService) send(t *testing.T, name, d string) {
+func (s *testService) send(t testing.TB, name, d string) {
 	t.Helper()
 	s.seq++
 	ev := &discordv1.Event{ShardId: 0, ShardCount: 1, Sequence: s.seq, Name: name, Raw: []byte(d), SessionId: "s1"}
