@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -64,6 +65,14 @@ func (s *stack) registerFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&s.gateway.Intents, "intents", s.gateway.Intents, "gateway intents bitfield")
 	fs.StringVar(&s.gateway.Compression, "compression", s.gateway.Compression, "gateway transport compression: zlib-stream, zstd-stream or none")
 	fs.IntVar(&s.rest.Limits.GlobalLimit, "global-limit", s.rest.Limits.GlobalLimit, "REST requests per second per bot across all routes (Discord: 50)")
+	fs.Func("groups", "comma-separated consumer groups declared at start, buffering from the first event (\"state\" is always declared)", func(v string) error {
+		for _, g := range strings.Split(v, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				s.gateway.Groups = append(s.gateway.Groups, g)
+			}
+		}
+		return nil
+	})
 }
 
 // finish validates the configuration and wires the services to each other.
@@ -91,6 +100,11 @@ func (s *stack) finish() error {
 		s.gateway.RESTBase = "http://" + s.rest.HTTPListen + "/api/v10"
 	} else {
 		s.gateway.RESTBase = strings.TrimSuffix(s.rest.DiscordURL, "/") + "/v10"
+	}
+	// The state service must see every event from the first GUILD_CREATE on,
+	// even though it subscribes after the shards connect.
+	if !slices.Contains(s.gateway.Groups, "state") {
+		s.gateway.Groups = append(s.gateway.Groups, "state")
 	}
 	s.state.Gateways = []string{s.gwCfg.Listen}
 	s.state.Client = s.gwCfg.Client()

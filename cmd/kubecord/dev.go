@@ -90,6 +90,9 @@ func runDev(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintln(stdout, "DISCORD_TOKEN is set: connecting to Discord.")
 	}
+	if d.worker == "" {
+		s.gateway.Groups = append(s.gateway.Groups, "ping")
+	}
 	if err := s.finish(); err != nil {
 		return err
 	}

@@ -1,0 +1,222 @@
+package sdk_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubecord/kubecord/discordsim"
+	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
+	"github.com/kubecord/kubecord/sdk"
+	"github.com/kubecord/kubecord/sdk/sdktest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestEventName(t *testing.T) {
+	t.Parallel()
+	for got, want := range map[string]string{
+		sdk.EventName[*discordv1.MessageCreate]():     "MESSAGE_CREATE",
+		sdk.EventName[*discordv1.GuildMembersChunk](): "GUILD_MEMBERS_CHUNK",
+		sdk.EventName[*discordv1.Ready]():             "READY",
+	} {
+		if got != want {
+			t.Errorf("EventName = %q, want %q", got, want)
+		}
+	}
+}
+
+// TestEventsGenerated checks events.go lists exactly the Event payload cases.
+func TestEventsGenerated(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "events.go")
+	cmd := exec.Command("go", "run", "./internal/genevents", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("genevents: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("events.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("sdk/events.go is stale: run 'go generate ./sdk' and commit it")
+	}
+}
+
+func TestNewOptionErrors(t *testing.T) {
+	t.Parallel()
+	for name, opt := range map[string]sdk.Option{
+		"bad group":       sdk.WithGroup("no spaces allowed"),
+		"zero credit":     sdk.WithMaxInFlight(0),
+		"zero lanes":      sdk.WithConcurrency(0),
+		"half a TLS pair": sdk.WithTLS("", "cert.pem", ""),
+		"zero attempts":   sdk.WithFailurePolicy(sdk.RequeueOnFailure, 0),
+	} {
+		if _, err := sdk.New(opt, sdk.WithMetrics(nil)); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+	bot, err := sdk.New(sdk.WithMetrics(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bot.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "no gateway address") {
+		t.Errorf("Run without gateways: %v, want an error naming the missing gateway address", err)
+	}
+	bot, err = sdk.New(sdk.WithGateways("127.0.0.1:1"), sdk.WithMetrics(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bot.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "no handlers") {
+		t.Errorf("Run without handlers: %v, want an error saying to register handlers", err)
+	}
+}
+
+func TestReplyThroughServices(t *testing.T) {
+	t.Parallel()
+	env := sdktest.Start(t, sdktest.Options{})
+	bot, err := sdk.New(append(env.BotOptions(), sdk.WithLogger(quiet))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk.On(bot, func(ctx context.Context, e *discordv1.MessageCreate) error {
+		m := e.GetMessage()
+		if m.GetContent() != "!ping" {
+			return nil
+		}
+		if sdk.EventFrom(ctx).GetSequence() == 0 {
+			return errors.New("no event envelope in the handler's context")
+		}
+		// Read-your-event: the state service has applied this event.
+		if _, err := bot.Guild(ctx, e.GetGuildId()); err != nil {
+			return err
+		}
+		_, err := bot.Reply(ctx, m, "pong")
+		return err
+	})
+	env.Run(t, bot)
+	msg := env.Say(t, "!ping")
+	if reply := env.WaitReply(t, msg, 20*time.Second); reply.Content != "pong" {
+		t.Errorf("reply = %q, want pong", reply.Content)
+	}
+}
+
+// TestOrderPanicsAndAcks runs simulated load through a worker whose handler
+// sometimes panics: per guild, events arrive in sequence order, panics are
+// recovered and counted, and every event is acked (the group drains to 0).
+func TestOrderPanicsAndAcks(t *testing.T) {
+	t.Parallel()
+	env := sdktest.Start(t, sdktest.Options{Guilds: 6, Shards: 2})
+	reg := prometheus.NewRegistry()
+	bot, err := sdk.New(append(env.BotOptions(), sdk.WithMetrics(reg), sdk.WithConcurrency(4), sdk.WithLogger(quiet))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	last := map[[2]uint64]uint64{} // (shard, guild) -> last sequence
+	var handled, outOfOrder, panics atomic.Int64
+	sdk.OnEvent(bot, "*", func(ctx context.Context, ev *discordv1.Event) error {
+		handled.Add(1)
+		key := [2]uint64{uint64(ev.GetShardId()), ev.GetGuildId()}
+		mu.Lock()
+		if ev.GetSequence() <= last[key] {
+			outOfOrder.Add(1)
+		}
+		last[key] = ev.GetSequence()
+		mu.Unlock()
+		if ev.GetSequence()%50 == 0 {
+			panics.Add(1)
+			panic("handler bug")
+		}
+		return nil
+	})
+	env.Run(t, bot)
+	if err := env.Sim.StartLoad(discordsim.LoadConfig{Rate: 400}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for handled.Load() < 400 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	env.Sim.StopLoad()
+	if handled.Load() < 400 {
+		t.Fatalf("handled %d events in 20s, want at least 400", handled.Load())
+	}
+	if n := outOfOrder.Load(); n != 0 {
+		t.Errorf("%d events arrived out of order within their guild", n)
+	}
+	if panics.Load() == 0 {
+		t.Fatal("no handler panicked; the test proves nothing")
+	}
+	waitAcked(t, env, "bot")
+	if got := counterSum(t, reg, "kubecord_sdk_handler_panics_total"); got != float64(panics.Load()) {
+		t.Errorf("panics metric = %v, want %d", got, panics.Load())
+	}
+}
+
+// TestDrainFinishesAndAcks stops a worker while its handler runs: Run waits
+// for the handler, acks its event and leaves, so nothing is redelivered.
+func TestDrainFinishesAndAcks(t *testing.T) {
+	t.Parallel()
+	env := sdktest.Start(t, sdktest.Options{})
+	bot, err := sdk.New(append(env.BotOptions(), sdk.WithLogger(quiet))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	sdk.On(bot, func(ctx context.Context, e *discordv1.MessageCreate) error {
+		if e.GetMessage().GetContent() != "!slow" {
+			return nil
+		}
+		close(started)
+		<-release
+		finished.Store(true)
+		return nil
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- bot.Run(ctx) }()
+	env.Say(t, "!slow")
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler never started")
+	}
+	cancel() // SIGTERM, in a real worker
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) while a handler was still running", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after the handler finished")
+	}
+	bot.Close()
+	if !finished.Load() {
+		t.Fatal("Run returned before the handler finished")
+	}
+	waitAcked(t, env, "bot")
+}
