@@ -26,7 +26,7 @@ import (
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // serveLoopback serves s's GatewayService on a real loopback socket and returns a client.
-func serveLoopback(t *testing.T, s *Server) gatewayv1.GatewayServiceClient {
+func serveLoopback(t testing.TB, s *Server) gatewayv1.GatewayServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,7 +54,7 @@ func serveLoopback(t *testing.T, s *Server) gatewayv1.GatewayServiceClient {
 	return gatewayv1.NewGatewayServiceClient(conn)
 }
 
-func newTestServer(t *testing.T, cfg Config) *Server {
+func newTestServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.Token == "" {
 		cfg.Token = "test-token"
