@@ -63,6 +63,35 @@ func (e *bodyTooLargeError) Error() string {
 	return fmt.Sprintf("request body of %d bytes is over the %d-byte limit (Discord's request size limit; raise --max-body-bytes for boosted guilds)", e.size, e.limit)
 }
 
+// errBodyTooLarge is returned by readBody for a body over its limit.
+var errBodyTooLarge = errors.New("body over the size limit")
+
+// readBody reads a whole body of at most limit bytes, in one allocation
+// when its length is announced; a longer body is errBodyTooLarge, never
+// silently cut.
+func readBody(r io.Reader, length, limit int64) ([]byte, error) {
+	switch {
+	case length == 0:
+		return nil, nil
+	case length > limit:
+		return nil, errBodyTooLarge
+	case length > 0:
+		b := make([]byte, length)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errBodyTooLarge
+	}
+	return b, nil
+}
+
 func idempotent(method string) bool {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
@@ -144,7 +173,7 @@ func (s *Service) do(ctx context.Context, o *outbound) (*inbound, error) {
 			}
 			return nil, newUpstreamError(err)
 		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxResponseBytes))
+		body, err := readBody(resp.Body, resp.ContentLength, s.cfg.MaxResponseBytes)
 		_ = resp.Body.Close() // the body is read; closing cannot lose data
 		if err != nil {
 			s.observe(ctx, o, route, 0, nil, nil)

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,10 +53,10 @@ func (s *Service) servePassthrough(w http.ResponseWriter, r *http.Request) {
 	}
 	// Read the whole body first: its size is checked before sending, and
 	// retries need it again.
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), r.ContentLength, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, errBodyTooLarge) {
 			s.metrics.refused.WithLabelValues(bot.label, "body_too_large").Inc()
 			writeJSONError(w, http.StatusRequestEntityTooLarge, "body_too_large", 40005,
 				"Request entity too large: over "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes (Discord's limit; raise --max-body-bytes for boosted guilds)", 0)

@@ -118,6 +118,20 @@ func TestBodyOverTheLimitIsNotSent(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("passthrough: %d, want 413", resp.StatusCode)
 	}
+	// Without Content-Length (chunked), the limit holds too.
+	req, err = http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+"/channels/1/messages", io.MultiReader(bytes.NewReader(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = -1
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("passthrough, chunked: %d, want 413", resp.StatusCode)
+	}
 	_, err = s.client.Do(t.Context(), &restv1.DoRequest{Method: "POST", Path: "/channels/1/messages", Body: big})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("Do: %v, want INVALID_ARGUMENT", err)
