@@ -44,7 +44,12 @@
 // latency stays bounded, instead of losing everything new until it recovers. Every drop is
 // counted and announced to each live member of the group as a Gap (or to the next member to
 // join when none is live). Groups outlive their last member for Config.GroupTTL, buffering,
-// so a redeploying worker loses nothing.
+// so a redeploying worker loses nothing; declared groups (Hub.Declare) exist from the start,
+// before any member, and never expire. A member may also give a delivery back (Nack): to be
+// delivered again ahead of its key's later events, or rejected (settled, not retried).
+//
+// Events published while no group exists reach nobody; they count as handled for the
+// watermark. Declare the groups that must see everything from the first event on.
 //
 // # Watermark
 //
