@@ -31,7 +31,10 @@ var words = strings.Fields("the gateway shard resumes from the watermark so no e
 
 // realisticFeed builds n gateway dispatch payloads from the fixtures in testdata, with
 // fresh ids, names and text in each so the compressor sees realistic entropy.
-func realisticFeed(tb testing.TB, n int) [][]byte {
+func realisticFeed(tb testing.TB, n int) [][]byte { return realisticFeedFrom(tb, n, 1) }
+
+// realisticFeedFrom is realisticFeed with sequence numbers starting at first.
+func realisticFeedFrom(tb testing.TB, n int, first uint64) [][]byte {
 	tb.Helper()
 	r := rand.New(rand.NewPCG(42, 7))
 	templates := map[string]string{}
@@ -96,7 +99,7 @@ func realisticFeed(tb testing.TB, n int) [][]byte {
 			}
 			tpl = tpl[j+k+2:]
 		}
-		out[i] = fmt.Appendf(nil, `{"t":%q,"s":%d,"op":0,"d":%s}`, event, i+1, d.String())
+		out[i] = fmt.Appendf(nil, `{"t":%q,"s":%d,"op":0,"d":%s}`, event, first+uint64(i), d.String())
 	}
 	return out
 }

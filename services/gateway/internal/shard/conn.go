@@ -128,6 +128,10 @@ func (s *shard) run(ctx context.Context) error {
 			}
 		}
 		if act != actIdentifyAfterWait {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == 4008 {
+				healthy = false // rate limited: back off rather than reconnect at once
+			}
 			if healthy {
 				failures = 0
 				delay = rand.N(s.m.timing.BackoffMin)
@@ -578,7 +582,7 @@ func (s *shard) classifyReadError(err error) (action, error) {
 		if fatal != nil {
 			return act, fatal
 		}
-		return act, fmt.Errorf("gateway closed the connection with %d %q", ce.Code, ce.Text)
+		return act, fmt.Errorf("gateway closed the connection: %w", ce)
 	}
 	return actResume, fmt.Errorf("reading from the gateway: %w", err)
 }

@@ -99,9 +99,12 @@ const zlibWindow = 1 << 15
 //
 // The flate reader is fed from a bytes.Reader that holds exactly the current message and
 // is read until empty. A sync flush leaves the deflate stream byte-aligned at a block
-// boundary, so once the input is consumed and the reader returned less than it was asked
-// for, the whole message is out and the reader is never asked to read past the input,
-// which would make it fail for good.
+// boundary, so once the input is consumed the whole message is out. One case needs care:
+// when the message's data was already handed out (the history window filled just before
+// the flush), the empty flush block yields nothing and the reader goes on to look for the
+// next block, finds the input's end and fails for good. The stream is then restarted at
+// that byte-aligned boundary with the last 32 KiB of output as its dictionary, which is
+// exactly the state it had.
 type zlibStream struct {
 	max     int
 	header  bool // the two byte zlib header was consumed
@@ -109,6 +112,9 @@ type zlibStream struct {
 	src     *bytes.Reader
 	inflate io.ReadCloser
 	out     []byte
+	hist    []byte // the most recent output, at least the last zlibWindow bytes
+	// restarts counts restarts at a flush (see above); tests check the path is taken.
+	restarts int
 }
 
 func newZlibStream(maxSize int) *zlibStream {
@@ -163,6 +169,7 @@ func (z *zlibStream) inflateMessage(in []byte) ([]byte, error) {
 		z.src.Reset(in)
 	}
 	z.out = z.out[:0]
+	restart := false
 	for z.src.Len() > 0 {
 		if cap(z.out)-len(z.out) <= zlibWindow {
 			z.out = grow(z.out, zlibWindow+1)
@@ -170,20 +177,46 @@ func (z *zlibStream) inflateMessage(in []byte) ([]byte, error) {
 		free := z.out[len(z.out):cap(z.out)]
 		n, err := z.inflate.Read(free)
 		z.out = z.out[:len(z.out)+n]
+		if len(z.out) > z.max {
+			return nil, fmt.Errorf("zlib-stream message inflates to over %d bytes", z.max)
+		}
 		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) && z.src.Len() == 0 {
+				restart = true // see the type's comment
+				break
+			}
 			if errors.Is(err, io.EOF) {
 				return nil, errors.New("zlib-stream ended its deflate stream, which the gateway never does")
 			}
 			return nil, fmt.Errorf("inflating zlib-stream: %w", err)
 		}
-		if len(z.out) > z.max {
-			return nil, fmt.Errorf("zlib-stream message inflates to over %d bytes", z.max)
-		}
 		if n == 0 {
 			return nil, errors.New("inflating zlib-stream: no progress")
 		}
 	}
+	z.remember(z.out)
+	if restart {
+		dict := z.hist[max(0, len(z.hist)-zlibWindow):]
+		if err := z.inflate.(flate.Resetter).Reset(z.src, dict); err != nil {
+			return nil, fmt.Errorf("restarting zlib-stream at a flush: %w", err)
+		}
+		z.restarts++
+	}
 	return z.out, nil
+}
+
+// remember keeps the last zlibWindow bytes of output (the deflate dictionary), copying
+// down only when the buffer reaches twice that.
+func (z *zlibStream) remember(out []byte) {
+	if len(out) >= zlibWindow {
+		z.hist = append(z.hist[:0], out[len(out)-zlibWindow:]...)
+		return
+	}
+	if len(z.hist)+len(out) > 2*zlibWindow {
+		keep := zlibWindow - len(out)
+		z.hist = append(z.hist[:0], z.hist[len(z.hist)-keep:]...)
+	}
+	z.hist = append(z.hist, out...)
 }
 
 // grow returns b with room for at least n more bytes, doubling to keep appends amortised.

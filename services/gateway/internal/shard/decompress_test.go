@@ -113,6 +113,51 @@ func TestZlibStreamRoundTrip(t *testing.T) {
 	}
 }
 
+// TestZlibStreamWindowFullAtFlush covers messages whose data ends exactly where the
+// 32 KiB history window fills: the reader hands the data out before it reaches the flush
+// block, and the empty flush must not break the stream.
+func TestZlibStreamWindowFullAtFlush(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(5, 6))
+	text := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abcdefghij klmnop"[r.IntN(17)]
+		}
+		return b
+	}
+	tests := []struct {
+		name  string
+		sizes []int
+	}{
+		{"first message fills the window", []int{zlibWindow, 100, 200}},
+		{"second message ends at the window", []int{1000, zlibWindow - 1000, 50, zlibWindow, 10}},
+		{"two windows in one message", []int{2 * zlibWindow, 7, 2*zlibWindow - 7, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			msgs := make([][]byte, len(tc.sizes))
+			for i, n := range tc.sizes {
+				msgs[i] = text(n)
+			}
+			d := newZlibStream(DefaultMaxMessageSize)
+			for i, parts := range zlibFrames(t, msgs, false) {
+				got, err := d.Feed(parts[0])
+				if err != nil {
+					t.Fatalf("message %d of %d bytes: %v", i, tc.sizes[i], err)
+				}
+				if !bytes.Equal(got, msgs[i]) {
+					t.Fatalf("message %d: got %d bytes, want %d", i, len(got), len(msgs[i]))
+				}
+			}
+			if d.restarts == 0 {
+				t.Fatalf("no restart at a flush: the case under test did not happen")
+			}
+		})
+	}
+}
+
 func TestZstdStreamRoundTrip(t *testing.T) {
 	t.Parallel()
 	msgs := testMessages(60)

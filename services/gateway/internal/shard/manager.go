@@ -73,7 +73,6 @@ func NewManager(cfg Config) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m.log = m.log.With("component", "shard")
 	if m.limiter == nil {
 		l, err := identify.NewMemory(identify.MemoryConfig{})
 		if err != nil {

@@ -81,6 +81,10 @@ func (r *recorder) missing(shard int, last int64) []int64 {
 	return out
 }
 
+// eventually bounds every wait on a condition. Conditions normally hold within
+// milliseconds; the bound is generous because this machine is shared and -race is slow.
+const eventually = 30 * time.Second
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -198,8 +202,8 @@ func (h *harness) stop() error {
 			close(h.done)
 		}
 		return err
-	case <-time.After(10 * time.Second):
-		h.t.Fatal("Run did not return within 10s of cancel")
+	case <-time.After(eventually):
+		h.t.Fatalf("Run did not return within %s of cancel", eventually)
 		return nil
 	}
 }
@@ -216,7 +220,7 @@ func (h *harness) status(id int) ShardStatus {
 
 func (h *harness) waitReady(id int) ShardStatus {
 	h.t.Helper()
-	waitFor(h.t, 10*time.Second, fmt.Sprintf("shard %d ready", id), func() bool { return h.status(id).State == StateReady })
+	waitFor(h.t, eventually, fmt.Sprintf("shard %d ready", id), func() bool { return h.status(id).State == StateReady })
 	return h.status(id)
 }
 
@@ -238,7 +242,7 @@ func (h *harness) assertNoGap(id int) {
 	h.t.Helper()
 	st := h.status(id)
 	var last int64
-	waitFor(h.t, 10*time.Second, fmt.Sprintf("shard %d to catch up with the simulator", id), func() bool {
+	waitFor(h.t, eventually, fmt.Sprintf("shard %d to catch up with the simulator", id), func() bool {
 		last = h.simSession(st.SessionID).LastSeq
 		return int64(h.status(id).Seq) >= last
 	})
@@ -270,7 +274,7 @@ func TestSimIdentifyReadyGuildCreate(t *testing.T) {
 				}
 			}
 			// Each guild's GUILD_CREATE reaches the shard it routes to.
-			waitFor(t, 10*time.Second, "GUILD_CREATE for every guild", func() bool {
+			waitFor(t, eventually, "GUILD_CREATE for every guild", func() bool {
 				return rec.count(0, "GUILD_CREATE")+rec.count(1, "GUILD_CREATE") == 8
 			})
 			rec.mu.Lock()
@@ -346,17 +350,17 @@ func TestSimFaultsUnderLoad(t *testing.T) {
 			if err := sim.StartLoad(discordsim.LoadConfig{Rate: 200}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "some load", func() bool { return h.status(0).Seq > before.Seq+200 })
+			waitFor(t, eventually, "some load", func() bool { return h.status(0).Seq > before.Seq+200 })
 			if n := tc.inject(sim, before.SessionID); n != 1 {
 				t.Fatalf("fault reached %d connections, want 1", n)
 			}
-			waitFor(t, 15*time.Second, "the shard back after the fault", func() bool {
+			waitFor(t, eventually, "the shard back after the fault", func() bool {
 				st := h.status(0)
 				return st.State == StateReady && (st.Resumes > 0 || st.Identifies > 1)
 			})
 			// Traffic continues on the recovered session for a while.
 			mid := h.status(0).Seq
-			waitFor(t, 10*time.Second, "load after recovery", func() bool { return h.status(0).Seq > mid+200 })
+			waitFor(t, eventually, "load after recovery", func() bool { return h.status(0).Seq > mid+200 })
 			sim.StopLoad()
 			after := h.status(0)
 			if tc.wantResume {
@@ -399,13 +403,13 @@ func TestSimFatalCloseCodes(t *testing.T) {
 			if n := sim.Disconnect(discordsim.ShardTarget(0), tc.code); n != 1 {
 				t.Fatalf("disconnect reached %d connections", n)
 			}
-			waitFor(t, 10*time.Second, "shard 0 failed", func() bool { return h.status(0).State == StateFailed })
+			waitFor(t, eventually, "shard 0 failed", func() bool { return h.status(0).State == StateFailed })
 			if tc.allStop {
 				select {
 				case err := <-h.done:
 					h.done <- err
-				case <-time.After(10 * time.Second):
-					t.Fatal("Run did not return after 4004")
+				case <-time.After(eventually):
+					t.Fatalf("Run did not return within %s after 4004", eventually)
 				}
 			} else {
 				// The other shard keeps running.
@@ -453,7 +457,7 @@ func TestSimFatalFromRealCauses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), eventually)
 			defer cancel()
 			err = m.Run(ctx)
 			if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), fmt.Sprint(tc.want)) {
@@ -590,7 +594,7 @@ func TestSimRestartResumes(t *testing.T) {
 	if err := sim.StartLoad(discordsim.LoadConfig{Rate: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "some load", func() bool { return h.status(0).Seq > first.Seq+100 })
+	waitFor(t, eventually, "some load", func() bool { return h.status(0).Seq > first.Seq+100 })
 	if err := h.stop(); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
 	}
@@ -602,7 +606,7 @@ func TestSimRestartResumes(t *testing.T) {
 	h2 := runManager(t, sim, cfg)
 	h2.waitReady(0)
 	mid := h2.status(0).Seq
-	waitFor(t, 10*time.Second, "load after restart", func() bool { return h2.status(0).Seq > mid+100 })
+	waitFor(t, eventually, "load after restart", func() bool { return h2.status(0).Seq > mid+100 })
 	sim.StopLoad()
 	st := h2.status(0)
 	if st.SessionID != first.SessionID || st.Resumes != 1 || st.Identifies != 0 {
@@ -627,14 +631,14 @@ func TestSimResumeFromWatermark(t *testing.T) {
 	if err := sim.StartLoad(discordsim.LoadConfig{Rate: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "some load", func() bool { return h.status(0).Seq > first.Seq+300 })
+	waitFor(t, eventually, "some load", func() bool { return h.status(0).Seq > first.Seq+300 })
 	sim.StopLoad()
 	last := h.status(0).Seq
 	wmMu.Lock()
 	wm = last - 100 // pretend the last 100 were received but not delivered everywhere
 	wmMu.Unlock()
 	sim.Disconnect(discordsim.SessionTarget(first.SessionID), 4000)
-	waitFor(t, 10*time.Second, "resume", func() bool { return h.status(0).Resumes == 1 && h.status(0).State == StateReady })
+	waitFor(t, eventually, "resume", func() bool { return h.status(0).Resumes == 1 && h.status(0).State == StateReady })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	// Everything after the watermark is replayed (more than once if a slow machine caused
@@ -657,8 +661,8 @@ func TestSimServerRequestedHeartbeat(t *testing.T) {
 	h.waitReady(0)
 	before := sim.GatewayStats().Heartbeats
 	sim.RequestHeartbeat(discordsim.ShardTarget(0))
-	waitFor(t, 5*time.Second, "the requested heartbeat", func() bool { return sim.GatewayStats().Heartbeats > before })
-	waitFor(t, 5*time.Second, "a latency from the ACK", func() bool { return h.status(0).Latency > 0 })
+	waitFor(t, eventually, "the requested heartbeat", func() bool { return sim.GatewayStats().Heartbeats > before })
+	waitFor(t, eventually, "a latency from the ACK", func() bool { return h.status(0).Latency > 0 })
 }
 
 func TestSimBudgetRefused(t *testing.T) {
