@@ -253,3 +253,58 @@ func benchEndToEnd(b *testing.B, rate float64, dur time.Duration) {
 	}
 	b.ReportMetric(float64(sim.LoadStats().Skipped), "sim-skipped")
 }
+
+// BenchmarkConsumeLoopback measures dispatch path plus delivery over a real gRPC loopback
+// stream to a worker that acks in batches: everything after the shard's inflate, without
+// the simulator's cost in the process.
+func BenchmarkConsumeLoopback(b *testing.B) {
+	s, err := New(Config{Token: "t", Groups: []string{"bench"},
+		Delivery: delivery.Config{MaxInFlight: 4096, MaxBufferedEvents: 1 << 22, MaxBufferedBytes: 1 << 32}}, quietLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := serveLoopback(b, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &benchWorker{}
+	done := make(chan error, 1)
+	go func() { done <- runBenchWorker(ctx, client, "bench", w) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("worker: %v", err)
+		}
+	}()
+	ds := make([]shard.Dispatch, 1000)
+	for i := range ds {
+		ds[i] = messageCreate(0, 0, uint64(900000000000000000+i%200))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	c0, t0 := cpuTime(), time.Now()
+	for i := range b.N {
+		d := ds[i%len(ds)]
+		d.Seq = uint64(i + 1)
+		d.ReceivedAt = time.Now()
+		s.HandleDispatch(d)
+	}
+	// The worker flushes acks 64 at a time: wait for all but the last partial batch.
+	want := int64(b.N) &^ 63
+	deadline := time.Now().Add(time.Minute)
+	for w.acked.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling, bounded by the deadline
+	}
+	b.StopTimer()
+	if got := w.acked.Load(); got < want {
+		b.Fatalf("acked %d of %d", got, want)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "events/s")
+	b.ReportMetric((cpuTime()-c0).Seconds()/float64(b.N)*10_000, "cpu-s/10k-events")
+	w.mu.Lock()
+	lat := slices.Clone(w.latencies)
+	w.mu.Unlock()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+}
