@@ -14,6 +14,22 @@
 // so two simulators with the same Config serve the same world. Members are
 // procedural: a guild of 100,000 members costs a few words of memory until a
 // member is changed through the API.
+//
+// The gateway follows Discord's documented behaviour: v=9/10, encoding=json,
+// zlib-stream and zstd-stream transport compression, Hello and heartbeats
+// (a silent connection is closed with 4009), Identify validation with the
+// 4001-4014 close codes, identify buckets of shard_id % max_concurrency per
+// window, the daily session start budget, READY then one GUILD_CREATE per
+// guild of the shard (large_threshold and the 75k rule), intents filtering,
+// Resume with a bounded replay buffer, the 120 sends per 60 s limit, and op 8
+// answered with GUILD_MEMBERS_CHUNK. Every timer is in Config, with
+// Discord's values as defaults, so tests can run them fast.
+//
+// Faults (Disconnect, SendReconnect, InvalidateSession, Zombie, DropNextAck,
+// RequestHeartbeat) can be injected from Go or over HTTP
+// (POST /_sim/faults/{kind}); GatewayStats, SentSeqs and GET /_sim/stats
+// report what was sent, per session and sequence number. StartLoad generates
+// realistic, skewed traffic at a chosen rate.
 package discordsim
 
 import (

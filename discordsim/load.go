@@ -217,7 +217,11 @@ func (l *loadGen) templateLocked(gd *Guild) *guildTpl {
 	for _, id := range gd.voiceChannels {
 		t.voices = append(t.voices, quoted(id))
 	}
-	n := min(gd.genCount, 24)
+	// Hot guilds get more distinct authors; quiet ones need only a few.
+	n := min(gd.genCount, 6)
+	if gd.Hot {
+		n = min(gd.genCount, 32)
+	}
 	for i := range n {
 		k := (gd.genOffset + (i*7919)%max(gd.genCount, 1)) % w.userPool
 		m, ok := w.memberLocked(gd, userIDFor(k))

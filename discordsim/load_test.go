@@ -274,10 +274,10 @@ func BenchmarkLoadPaced(b *testing.B) {
 	}
 	for range b.N {
 		base := total()
-		cpu0 := cpuTime()
 		if err := s.StartLoad(LoadConfig{Rate: rate}); err != nil {
 			b.Fatal(err)
 		}
+		cpu0 := cpuTime() // after building the generator's templates
 		start := time.Now()
 		time.Sleep(time.Second) // the measurement window itself
 		st := s.LoadStats()
@@ -375,5 +375,58 @@ func TestEveryEventReachedEveryShard(t *testing.T) {
 	}
 	if st := s.GatewayStats(); st.Resumes != 1 || st.Dispatches < 200 {
 		t.Fatalf("resumes %d dispatches %d", st.Resumes, st.Dispatches)
+	}
+}
+
+// BenchmarkThousandShards builds the largest world (10,000 guilds, 1,000,000
+// members), connects 1,000 zlib-stream shards (each reading and inflating),
+// waits for every READY and GUILD_CREATE, then generates 50,000 events/s for
+// one second and reports what arrived.
+//
+//	go test -run '^$' -bench BenchmarkThousandShards -benchtime 1x ./discordsim/
+func BenchmarkThousandShards(b *testing.B) {
+	const shards, rate = 1000, 50_000
+	start := time.Now()
+	s := newSim(b, Config{Guilds: 10_000, Members: 1_000_000, Shards: shards, MaxConcurrency: shards, HeartbeatInterval: time.Hour})
+	clients := make([]*benchClient, shards)
+	for i := range clients {
+		clients[i] = newBenchClient(b, s, i, shards, "zlib-stream")
+	}
+	total := func() int64 {
+		var n int64
+		for _, c := range clients {
+			n += c.messages.Load()
+		}
+		return n
+	}
+	// Hello + READY per shard, one GUILD_CREATE per guild.
+	for deadline := time.Now().Add(5 * time.Minute); total() < 2*shards+10_000; {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d messages arrived", total(), 2*shards+10_000)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "setup-s")
+	for range b.N {
+		base := total()
+		if err := s.StartLoad(LoadConfig{Rate: rate}); err != nil {
+			b.Fatal(err)
+		}
+		cpu0 := cpuTime() // after building the generator's templates
+		t0 := time.Now()
+		time.Sleep(time.Second) // the measurement window itself
+		st := s.LoadStats()
+		s.StopLoad()
+		gen := time.Since(t0)
+		for deadline := time.Now().Add(time.Minute); total()-base < st.Emitted; {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d events arrived", total()-base, st.Emitted)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cpu := cpuTime() - cpu0
+		b.ReportMetric(float64(st.Emitted)/gen.Seconds(), "generated/s")
+		b.ReportMetric(float64(st.Emitted)/time.Since(t0).Seconds(), "delivered/s")
+		b.ReportMetric(cpu.Seconds()/float64(st.Emitted)*10_000, "cpu-s/10k-events")
 	}
 }
