@@ -102,6 +102,9 @@ func NewManager(cfg Config) (*Manager, error) {
 // SessionStore resumes instead of identifying. Shards start in id order, each after the
 // previous one has begun its identify or resume, so identify buckets fill in order.
 //
+// A shard that has not begun its identify or resume within the handshake and hello
+// timeouts no longer holds back the next one.
+//
 // Run returns nil when ctx ends. A fatal close stops its shard (4004 stops all of them);
 // Run then returns the fatal errors once every shard has stopped. Before connecting it
 // refuses, with an error wrapping identify.ErrBudgetExhausted, a start whose identifies
@@ -147,10 +150,15 @@ func (m *Manager) Run(ctx context.Context) error {
 				cancelAll()
 			}
 		})
+		// A shard that cannot even connect must not hold the others back for long.
+		wait := time.NewTimer(m.timing.HandshakeTimeout + m.timing.HelloTimeout)
 		select {
 		case <-s.started:
+		case <-wait.C:
+			m.log.Warn("shard is slow to start; starting the next one", "shard", s.id)
 		case <-runCtx.Done():
 		}
+		wait.Stop()
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -453,6 +453,8 @@ func TestSimFatalFromRealCauses(t *testing.T) {
 			cfg := baseConfig(t, sim, rec)
 			cfg.Intents = 1
 			tc.mutate(&cfg, sim)
+			logs := &lockedBuffer{}
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			m, err := NewManager(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -466,8 +468,29 @@ func TestSimFatalFromRealCauses(t *testing.T) {
 			if strings.Contains(err.Error(), cfg.Token) {
 				t.Fatal("the error contains the token")
 			}
+			if out := logs.String(); out == "" || strings.Contains(out, cfg.Token) {
+				t.Fatalf("debug logs (%d bytes) are empty or contain the token", len(out))
+			}
 		})
 	}
+}
+
+// lockedBuffer collects log output from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // grantLog wraps a Limiter and records when each shard was allowed to identify.
