@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -232,7 +233,10 @@ type invalidTracker struct {
 
 	mu     sync.Mutex
 	byIP   map[string]*invalidWindow
-	banned int // number of IPs currently marked banned, for the fast path
+	banned int // number of IPs currently marked banned, under mu
+	// anyBanned mirrors banned > 0 so that isBanned, which every request
+	// calls, takes no lock while nobody is banned.
+	anyBanned atomic.Bool
 }
 
 type invalidWindow struct {
@@ -247,11 +251,12 @@ func newInvalidTracker(now func() time.Time, limit int, window time.Duration) *i
 
 // isBanned reports whether ip is banned now, and until when.
 func (t *invalidTracker) isBanned(ip string) (bool, time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.banned == 0 {
+	if !t.anyBanned.Load() {
 		return false, time.Time{}
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.syncBanned()
 	w := t.byIP[ip]
 	if w == nil || !w.banned {
 		return false, time.Time{}
@@ -272,6 +277,7 @@ func (t *invalidTracker) isBanned(ip string) (bool, time.Time) {
 func (t *invalidTracker) record(ip string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.syncBanned()
 	now := t.now().UnixNano()
 	if len(t.byIP) >= maxTrackedIPs {
 		t.sweepLocked(now)
@@ -292,6 +298,9 @@ func (t *invalidTracker) record(ip string) bool {
 	}
 	return false
 }
+
+// syncBanned publishes whether any IP is banned. The caller holds t.mu.
+func (t *invalidTracker) syncBanned() { t.anyBanned.Store(t.banned > 0) }
 
 // maxTrackedIPs is how many IPs the tracker holds before it drops the ones
 // whose window has ended.

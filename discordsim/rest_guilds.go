@@ -2,6 +2,7 @@ package discordsim
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -831,6 +832,10 @@ func handleBan(c *reqCtx) {
 	}
 	var reason *string
 	if r := c.r.Header.Get("X-Audit-Log-Reason"); r != "" {
+		// The header is URL-encoded UTF-8.
+		if dec, err := url.PathUnescape(r); err == nil {
+			r = dec
+		}
 		reason = &r
 	}
 	guildOK, _ := c.removeMember(uid)
