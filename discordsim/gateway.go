@@ -420,7 +420,12 @@ const (
 func (c *gwConn) writeLoop() {
 	nc := c.ws.UnderlyingConn()
 	bw := bufio.NewWriterSize(nc, 64<<10)
-	defer func() { _ = c.ws.Close() }()
+	defer func() {
+		_ = c.ws.Close()
+		if c.zstd != nil {
+			_ = c.zstd.Close() // releases the encoder; its frame end goes nowhere
+		}
+	}()
 	for range c.notify {
 		c.mu.Lock()
 		items := c.queue
