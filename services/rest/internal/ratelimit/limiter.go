@@ -114,6 +114,21 @@ type Limiter struct {
 
 	mu     sync.Mutex
 	queues map[string]*queue
+	// gwake holds, per bot, a channel closed by the next answer: heads
+	// waiting for a global slot held by requests in flight wake on it
+	// instead of polling the store.
+	gwake map[string]chan struct{}
+}
+
+func (l *Limiter) globalWake(bot string) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := l.gwake[bot]
+	if ch == nil {
+		ch = make(chan struct{})
+		l.gwake[bot] = ch
+	}
+	return ch
 }
 
 // queue serialises the requests of one bucket in this process, so that
@@ -126,7 +141,7 @@ type queue struct {
 
 // New returns a Limiter over store.
 func New(store Store, cfg Config) *Limiter {
-	return &Limiter{store: store, cfg: cfg.withDefaults(), queues: map[string]*queue{}}
+	return &Limiter{store: store, cfg: cfg.withDefaults(), queues: map[string]*queue{}, gwake: map[string]chan struct{}{}}
 }
 
 // Config returns the effective configuration.
@@ -232,6 +247,10 @@ func (l *Limiter) WaitGrant(ctx context.Context, bot string, r Route, globalLimi
 		if g.Reason == ReasonProbe && wait > l.cfg.MaxPoll {
 			wait = l.cfg.MaxPoll
 		}
+		var wake <-chan struct{}
+		if g.Reason == ReasonGlobal {
+			wake = l.globalWake(bot)
+		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
 		} else {
@@ -240,6 +259,8 @@ func (l *Limiter) WaitGrant(ctx context.Context, bot string, r Route, globalLimi
 		select {
 		case <-timer.C:
 		case <-q.notify:
+			timer.Stop()
+		case <-wake:
 			timer.Stop()
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
@@ -315,6 +336,10 @@ func (l *Limiter) Observe(ctx context.Context, bot string, r Route, status int, 
 		case q.notify <- struct{}{}:
 		default:
 		}
+	}
+	if ch := l.gwake[bot]; ch != nil && o.Global {
+		close(ch)
+		delete(l.gwake, bot)
 	}
 	l.mu.Unlock()
 	if err != nil {

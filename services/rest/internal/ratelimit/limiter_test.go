@@ -178,3 +178,33 @@ func FuzzObserveHeaders(f *testing.F) {
 		_ = l.Wait(ctx, "b", routeA, 0) // must return, whatever the headers said
 	})
 }
+
+func TestLimiterGlobalSlotHeldUntilAnswered(t *testing.T) {
+	t.Parallel()
+	l := New(NewMemoryStore(), Config{GlobalLimit: 1, GlobalWindow: 10 * time.Millisecond})
+	ctx := t.Context()
+	other := Route{Key: "GET /channels/{major}", Major: "channels:9"}
+	if err := l.Wait(ctx, "b", routeA, 0); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- l.Wait(ctx, "b", other, 0) }()
+	// The first request is in flight: its global slot is held, however
+	// long its window is past.
+	select {
+	case err := <-second:
+		t.Fatalf("second request went out while the first was in flight (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := l.Observe(ctx, "b", routeA, 200, http.Header{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second request still waiting 5s after the first was answered")
+	}
+}

@@ -53,9 +53,9 @@ type bucketState struct {
 }
 
 // globalPoll is how long a request waits for a global slot held by
-// requests still in flight: their answers free it, possibly in another
-// replica, so it asks again soon.
-const globalPoll = 5 * time.Millisecond
+// requests still in flight. Answers in this process wake it at once (see
+// Limiter.globalWake); the poll covers answers seen by other replicas.
+const globalPoll = 20 * time.Millisecond
 
 // pruneTimes drops the leading times not after now. Both global lists
 // are appended in time order (now plus a constant), so they stay sorted

@@ -115,7 +115,7 @@ if useg then
   redis.call('ZREMRANGEBYSCORE', gi, '-inf', s(now))
   if redis.call('ZCARD', gd) + redis.call('ZCARD', gi) >= glimit then
     local w = 3600000000
-    if redis.call('ZCARD', gi) > 0 then w = 5000 end
+    if redis.call('ZCARD', gi) > 0 then w = 20000 end
     local first = redis.call('ZRANGE', gd, 0, 0, 'WITHSCORES')
     if first[2] then w = math.min(w, tonumber(first[2]) - now) end
     return {3, math.max(w, 1)}

@@ -161,7 +161,7 @@ func storeSuite(t *testing.T, newStore storeFactory) {
 			wantGranted(t, mustAcquire(t, s, a(i)), "global "+strconv.Itoa(i))
 		}
 		// In flight, the three hold their slots until they are answered...
-		wantWait(t, mustAcquire(t, s, a(9)), ReasonGlobal, time.Microsecond, 5*time.Millisecond, "fourth bucket, three in flight")
+		wantWait(t, mustAcquire(t, s, a(9)), ReasonGlobal, time.Microsecond, 20*time.Millisecond, "fourth bucket, three in flight")
 		// ... and then for a global window after their answer.
 		for i := range 3 {
 			r := a(i).Route
