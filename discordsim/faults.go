@@ -151,13 +151,60 @@ func (s *Server) RequestHeartbeat(t Target) int {
 	return len(conns)
 }
 
+// SetGuildUnavailable starts (true) or ends (false) an outage of a guild.
+// Starting one dispatches GUILD_DELETE with unavailable:true; ending it
+// dispatches a full GUILD_CREATE to each session of the guild's shard, built
+// for that session's intents and large_threshold. Sessions that identify
+// during the outage see the guild as unavailable in READY and get no
+// GUILD_CREATE for it until it comes back.
+func (s *Server) SetGuildUnavailable(guildID Snowflake, unavailable bool) error {
+	w := s.world
+	w.mu.Lock()
+	gd := w.guilds[guildID]
+	if gd == nil {
+		w.mu.Unlock()
+		return fmt.Errorf("discordsim: unknown guild %v", guildID)
+	}
+	changed := gd.Unavailable != unavailable
+	gd.Unavailable = unavailable
+	w.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	if unavailable {
+		s.dispatch(guildID, "GUILD_DELETE", map[string]any{"id": guildID, "unavailable": true})
+		return nil
+	}
+	// Per-session GUILD_CREATE, under the world's read lock like READY's.
+	g := s.gw
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for numShards, byShard := range g.live {
+		for sess := range byShard[ShardFor(guildID, numShards)] {
+			if sess.intents&IntentGuilds == 0 {
+				continue
+			}
+			body := mustJSON(w.guildCreateLocked(gd, sess))
+			sess.mu.Lock()
+			if !sess.dead {
+				sess.pushLocked(&s.cfg, "GUILD_CREATE", body)
+			}
+			sess.mu.Unlock()
+		}
+	}
+	return nil
+}
+
 // faultRequest is the body of POST /_sim/faults/{kind}.
 type faultRequest struct {
 	Target
-	Code      int   `json:"code"`
-	Resumable bool  `json:"resumable"`
-	On        *bool `json:"on"`
-	N         int   `json:"n"`
+	GuildID   Snowflake `json:"guild_id"`
+	Code      int       `json:"code"`
+	Resumable bool      `json:"resumable"`
+	On        *bool     `json:"on"`
+	N         int       `json:"n"`
 }
 
 // mountAdmin mounts the /_sim endpoints: stats, gateway faults and load.
@@ -193,8 +240,14 @@ func (s *Server) mountAdmin() {
 			n = s.DropNextAck(req.Target, max(req.N, 1))
 		case "heartbeat":
 			n = s.RequestHeartbeat(req.Target)
+		case "outage":
+			if err := s.SetGuildUnavailable(req.GuildID, req.On == nil || *req.On); err != nil {
+				writeJSON(w, http.StatusNotFound, map[string]any{"message": err.Error(), "code": 10004})
+				return
+			}
+			n = 1
 		default:
-			writeJSON(w, http.StatusNotFound, map[string]any{"message": "unknown fault; use disconnect, reconnect, invalidate, zombie, drop-ack or heartbeat", "code": 0})
+			writeJSON(w, http.StatusNotFound, map[string]any{"message": "unknown fault; use disconnect, reconnect, invalidate, zombie, drop-ack, heartbeat or outage", "code": 0})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"affected": n})

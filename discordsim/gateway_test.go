@@ -521,3 +521,53 @@ func TestGatewayHTTPEndpoints(t *testing.T) {
 		t.Fatalf("unknown fault: status %d, want 404", resp2.StatusCode)
 	}
 }
+
+func TestGuildOutage(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, Config{Guilds: 3, IdentifyWindow: time.Nanosecond})
+	gid := s.world.guildOrder[1]
+	c := dial(t, s.GatewayURL(), "v=10")
+	c.hello()
+	c.identify(botToken(s), nil, AllIntents)
+	for range 3 {
+		c.untilEvent("GUILD_CREATE")
+	}
+	if err := s.SetGuildUnavailable(gid, true); err != nil {
+		t.Fatal(err)
+	}
+	p := c.untilEvent("GUILD_DELETE")
+	if want := `{"id":"` + gid.String() + `","unavailable":true}`; string(p.D) != want {
+		t.Fatalf("GUILD_DELETE %s, want %s", p.D, want)
+	}
+	// A session started during the outage gets no GUILD_CREATE for it.
+	c2 := dial(t, s.GatewayURL(), "v=10")
+	c2.hello()
+	r := c2.identify(botToken(s), nil, AllIntents)
+	if len(r.Guilds) != 3 {
+		t.Fatalf("READY lists %d guilds, want 3 (the one in outage as unavailable)", len(r.Guilds))
+	}
+	for range 2 {
+		var g struct{ ID Snowflake }
+		if err := json.Unmarshal(c2.untilEvent("GUILD_CREATE").D, &g); err != nil || g.ID == gid {
+			t.Fatalf("GUILD_CREATE for %v during its outage (%v)", g.ID, err)
+		}
+	}
+	// Recovery: a full GUILD_CREATE on both sessions.
+	resp, err := http.Post(s.URL()+"/_sim/faults/outage", "application/json", strings.NewReader(`{"guild_id":"`+gid.String()+`","on":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	for _, cl := range []*testClient{c, c2} {
+		var g struct {
+			ID       Snowflake `json:"id"`
+			Channels []Channel `json:"channels"`
+		}
+		if err := json.Unmarshal(cl.untilEvent("GUILD_CREATE").D, &g); err != nil || g.ID != gid || len(g.Channels) == 0 {
+			t.Fatalf("recovery GUILD_CREATE for %v with %d channels (%v), want %v", g.ID, len(g.Channels), err, gid)
+		}
+	}
+	if err := s.SetGuildUnavailable(12345, true); err == nil {
+		t.Fatal("outage of an unknown guild accepted")
+	}
+}

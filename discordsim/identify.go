@@ -217,7 +217,8 @@ func (s *Server) startSession(c *gwConn, sess *session, guilds []Snowflake) {
 	creates := make([][]byte, 0, len(guilds))
 	if sess.intents&IntentGuilds != 0 {
 		for _, gid := range guilds {
-			if gd := w.guilds[gid]; gd != nil {
+			// A guild in an outage stays unavailable until it comes back.
+			if gd := w.guilds[gid]; gd != nil && !gd.Unavailable {
 				creates = append(creates, mustJSON(w.guildCreateLocked(gd, sess)))
 			}
 		}
