@@ -66,10 +66,11 @@ type Config struct {
 	// RequestTimeout bounds a call that carries no deadline (30s).
 	RequestTimeout time.Duration
 	// MaxRetries bounds retries of idempotent requests after 502/503/504
-	// or network errors (3), spaced by RetryBackoff doubling (100ms).
+	// or network errors (3; negative for none), spaced by RetryBackoff
+	// doubling (100ms).
 	MaxRetries   int
 	RetryBackoff time.Duration
-	// Max429Retries bounds resending after a 429 (3).
+	// Max429Retries bounds resending after a 429 (3; negative for none).
 	Max429Retries int
 	// MaxBodyBytes refuses larger request bodies before sending
 	// (DefaultMaxBodyBytes).
@@ -125,13 +126,19 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = d.RequestTimeout
 	}
-	if c.MaxRetries < 0 {
+	switch {
+	case c.MaxRetries == 0:
+		c.MaxRetries = d.MaxRetries
+	case c.MaxRetries < 0:
 		c.MaxRetries = 0
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = d.RetryBackoff
 	}
-	if c.Max429Retries < 0 {
+	switch {
+	case c.Max429Retries == 0:
+		c.Max429Retries = d.Max429Retries
+	case c.Max429Retries < 0:
 		c.Max429Retries = 0
 	}
 	if c.MaxBodyBytes <= 0 {
@@ -248,7 +255,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Limits.Margin, "ratelimit-margin", c.Limits.Margin, "added to every reset and retry_after")
 	fs.IntVar(&c.Limits.MaxQueue, "max-queue", c.Limits.MaxQueue, "most requests waiting on one bucket per replica; more get RESOURCE_EXHAUSTED")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "bound of a call that has no deadline of its own, waits included")
-	fs.IntVar(&c.MaxRetries, "max-retries", c.MaxRetries, "retries of idempotent requests after 502/503/504 or network errors")
-	fs.IntVar(&c.Max429Retries, "max-429-retries", c.Max429Retries, "resends after a 429")
+	fs.IntVar(&c.MaxRetries, "max-retries", c.MaxRetries, "retries of idempotent requests after 502/503/504 or network errors (negative: none)")
+	fs.IntVar(&c.Max429Retries, "max-429-retries", c.Max429Retries, "resends after a 429 (negative: none)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body sent to Discord (Discord: 25 MiB per message; more in boosted guilds)")
 }
