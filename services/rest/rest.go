@@ -2,12 +2,27 @@
 // goes through it, so the bot's ratelimits are held in one place whatever
 // the number of workers (and, with Redis, of REST replicas).
 //
-// Callers use the gRPC RestService.Do, or point any Discord library at the
-// HTTP passthrough (http://<http-listen>/api as the API base), which
-// forwards /api/v{N}/... unchanged and returns Discord's status, headers
-// and body. Requests wait for their bucket, the bot's global limit and the
-// invalid-request guard instead of provoking 429s; see package
-// services/rest/internal/ratelimit for the rules.
+// Callers use the gRPC RestService (Do for any route, CreateMessage and
+// CreateInteractionResponse as typed helpers), or point any Discord
+// library at the HTTP passthrough: http://<http-listen>/api/v10 as the API
+// base. The passthrough forwards /api/v{N}/... unchanged (any version,
+// query, headers and multipart bodies) and returns Discord's status,
+// headers and body as they came. Answers Kubecord makes itself instead of
+// sending (queue full, a token Discord rejected, the invalid-request guard,
+// a body over the limit, a deadline too short) carry X-Kubecord-Refused.
+//
+// Tokens: configured bots (--bot name=token, KUBECORD_BOTS) or the
+// caller's own (DoRequest.token, the passthrough's Authorization header).
+// Limits are kept per token, so a caller sending a configured bot's token
+// shares that bot's limits. Tokens are registered with package redact,
+// never logged, and metrics name bots by their configured name only.
+//
+// What happens to a request: ratelimit.ParseRoute gives its route key and
+// major parameter; the Limiter waits for the bucket, the bot's global limit
+// and the invalid-request guard (or refuses); the request is sent over a
+// keep-alive pool; the answer's X-RateLimit-* headers update the store; a
+// 429 is waited out and resent, 502/503/504 and network errors are retried
+// for idempotent methods only, all within the caller's deadline.
 package rest
 
 import (
