@@ -30,7 +30,11 @@ func (m EventMix) weights() []float64 {
 	return []float64{m.Messages, m.Edits, m.Deletes, m.Reactions, m.Typing, m.Presences, m.Members, m.Voice}
 }
 
-// LoadConfig configures the traffic generator.
+// LoadConfig configures the traffic generator. Generated events are
+// dispatched to the gateway only: they do not change the world or the REST
+// message store (a generated message cannot be fetched over REST), which
+// keeps the generator cheap enough for 50,000 events/s. Use REST or
+// Server.UserMessage for traffic a bot must be able to act on.
 type LoadConfig struct {
 	// Rate is the number of events per second across all guilds.
 	Rate float64 `json:"rate"`
