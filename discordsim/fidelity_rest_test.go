@@ -53,7 +53,9 @@ func TestFidelityRESTDiscordgo(t *testing.T) {
 	s, _ := restSim(t, RESTConfig{
 		// The real clock: discordgo sleeps for real on retry_after.
 		Now:     time.Now,
-		Buckets: map[string]BucketLimit{"message-create": {Limit: 2, Window: 400 * time.Millisecond}},
+		// A window long enough that discordgo's first send still falls in
+		// the one the raw client exhausted, even on a loaded machine.
+		Buckets: map[string]BucketLimit{"message-create": {Limit: 2, Window: time.Second}},
 	})
 	dg := discordgoSession(t, s)
 	var rateLimited atomic.Int64
@@ -91,7 +93,10 @@ func TestFidelityRESTDiscordgo(t *testing.T) {
 	// Exhaust the channel's message-create bucket behind discordgo's back,
 	// so its next send gets a 429 it has to wait out.
 	raw := newRESTClient(t, s, botToken(s))
-	for raw.do("POST", "/channels/"+ch+"/messages", map[string]string{"content": "filler"}).status != 429 {
+	for i := 0; raw.do("POST", "/channels/"+ch+"/messages", map[string]string{"content": "filler"}).status != 429; i++ {
+		if i == 20 {
+			t.Fatal("20 messages in a row without a 429 from a bucket of 2 per second")
+		}
 	}
 	before := s.RESTStats().RateLimitedByScope["user"]
 	start := time.Now()
