@@ -52,7 +52,7 @@ func TestFidelityRESTDiscordgo(t *testing.T) {
 	t.Parallel()
 	s, _ := restSim(t, RESTConfig{
 		// The real clock: discordgo sleeps for real on retry_after.
-		Now:     time.Now,
+		Now: time.Now,
 		// A window long enough that discordgo's first send still falls in
 		// the one the raw client exhausted, even on a loaded machine.
 		Buckets: map[string]BucketLimit{"message-create": {Limit: 2, Window: time.Second}},
