@@ -18,8 +18,8 @@ import (
 const Group = "state"
 
 // consumer keeps one Consume stream to one gateway address open, applying each delivery to the
-// cache and acking it only after it is applied: an event the cache could not apply is nacked
-// for redelivery, and events in flight when the stream breaks are redelivered by the gateway.
+// cache and acking it only after it is applied: events in flight when the stream breaks (or
+// that could not be applied) are redelivered by the gateway.
 type consumer struct {
 	s      *Server
 	c      *cache.Cache
@@ -104,7 +104,7 @@ func (k *consumer) session(ctx context.Context) (uint64, error) {
 		watchdog.Reset(silence)
 		switch kind := msg.GetKind().(type) {
 		case *gatewayv1.ConsumeResponse_Delivery:
-			if err := k.handle(sctx, stream, kind.Delivery); err != nil {
+			if err := k.handle(sctx, stream, kind.Delivery, watchdog, silence); err != nil {
 				return applied, err
 			}
 			applied++
@@ -118,25 +118,35 @@ func (k *consumer) session(ctx context.Context) (uint64, error) {
 	}
 }
 
-// handle applies one delivery and acks it, or nacks it for redelivery when it could not be
-// applied (the stream then ends and reconnects after a backoff, so a broken store is not
-// hammered).
-func (k *consumer) handle(ctx context.Context, stream gatewayv1.GatewayService_ConsumeClient, d *gatewayv1.Delivery) error {
+// handle applies one delivery and acks it. A failed apply (the store is unreachable) is retried
+// here with capped backoff until it succeeds or the service stops: nothing could be applied
+// meanwhile anyway, and retrying in place keeps the order of the guild's events. (Dropping
+// the stream instead would leave the event to the gateway's ack timeout before redelivery.)
+func (k *consumer) handle(ctx context.Context, stream gatewayv1.GatewayService_ConsumeClient, d *gatewayv1.Delivery, watchdog *time.Timer, silence time.Duration) error {
 	ev := d.GetEvent()
-	start := time.Now()
-	err := k.c.Apply(ctx, ev)
-	k.s.metrics.applyTime.Observe(time.Since(start).Seconds())
-	ids := []uint64{d.GetDeliveryId()}
-	if err != nil {
-		k.s.metrics.applyErrors.Inc()
-		nack := &gatewayv1.Nack{DeliveryIds: ids, Requeue: true, Reason: "state: apply failed"}
-		if serr := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Nack{Nack: nack}}); serr != nil {
-			return errors.Join(err, fmt.Errorf("nacking: %w", serr))
+	backoff := k.s.cfg.ReconnectMin
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := k.c.Apply(ctx, ev)
+		k.s.metrics.applyTime.Observe(time.Since(start).Seconds())
+		if err == nil {
+			break
 		}
-		return err
+		k.s.metrics.applyErrors.Inc()
+		k.log.Warn("applying an event failed; retrying", slog.Any("error", err), slog.Int("attempt", attempt), slog.Duration("backoff", backoff))
+		watchdog.Reset(silence + backoff) // not reading the stream while retrying is expected
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("stopped while retrying delivery %d: %w", d.GetDeliveryId(), err)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, k.s.cfg.ReconnectMax)
 	}
 	k.s.metrics.applied.WithLabelValues(ev.GetName()).Inc()
-	if err := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: &gatewayv1.Ack{DeliveryIds: ids}}}); err != nil {
+	ack := &gatewayv1.Ack{DeliveryIds: []uint64{d.GetDeliveryId()}}
+	if err := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: ack}}); err != nil {
 		return fmt.Errorf("acking: %w", err)
 	}
 	return nil

@@ -3,12 +3,15 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,6 +22,7 @@ import (
 	statev1 "github.com/kubecord/kubecord/gen/kubecord/state/v1"
 	"github.com/kubecord/kubecord/internal/runtime"
 	"github.com/kubecord/kubecord/services/gateway"
+	"github.com/kubecord/kubecord/services/state/internal/cache"
 )
 
 // waitFor polls cond until it holds, failing the test after 20 s.
@@ -100,6 +104,49 @@ func simREST(t *testing.T, sim *discordsim.Server, method, path string, out any)
 	}
 }
 
+// startStack runs discordsim (guilds guilds, one shard), the gateway service (group state
+// declared) and a state service on store consuming from it.
+func startStack(t *testing.T, guilds int, store cache.Store) (*discordsim.Server, *Server, statev1.StateServiceClient) {
+	t.Helper()
+	sim, err := discordsim.New(discordsim.Config{Guilds: guilds, Members: 400, Shards: 1,
+		HeartbeatInterval: 2 * time.Second}) // long enough not to flap on a loaded machine
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+
+	gcfg := gateway.DefaultConfig()
+	gcfg.Token = sim.Bots()[0].Token
+	gcfg.RESTBase = sim.URL() + "/api/v10"
+	gcfg.ShardCount = 1
+	// GUILDS, GUILD_MEMBERS, GUILD_VOICE_STATES, GUILD_PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT.
+	gcfg.Intents = 1<<0 | 1<<1 | 1<<7 | 1<<8 | 1<<9 | 1<<15
+	gcfg.GatewayID = "e2e"
+	gcfg.StreamHeartbeat = time.Second
+	// Declared, the state group buffers from the first event on, even before the
+	// state service joins: deployments run the gateway with --groups=state.
+	gcfg.Groups = []string{Group}
+	gw, err := gateway.New(gcfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwConn := runService(t, gw)
+
+	scfg := DefaultConfig()
+	scfg.Gateways = []string{gwConn.Target()}
+	scfg.MemberID = "state-e2e"
+	scfg.ReconnectMin, scfg.ReconnectMax = 10*time.Millisecond, 100*time.Millisecond
+	st, err := NewWithStore(scfg, store, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := statev1.NewStateServiceClient(runService(t, st))
+	return sim, st, cl
+}
+
 // TestLifecycleThroughGateway runs discordsim, the gateway service and the state service
 // (consuming as group "state") and checks the cache against the simulator's world through
 // READY and the GUILD_CREATE backfill, a kick, a non-resumable session loss (a new READY and
@@ -110,42 +157,7 @@ func TestLifecycleThroughGateway(t *testing.T) {
 	for _, sk := range storeKinds() {
 		t.Run(sk.name, func(t *testing.T) {
 			t.Parallel()
-			sim, err := discordsim.New(discordsim.Config{Guilds: guilds, Members: 400, Shards: 1,
-				HeartbeatInterval: 250 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := sim.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(sim.Close)
-
-			gcfg := gateway.DefaultConfig()
-			gcfg.Token = sim.Bots()[0].Token
-			gcfg.RESTBase = sim.URL() + "/api/v10"
-			gcfg.ShardCount = 1
-			// GUILDS, GUILD_MEMBERS, GUILD_VOICE_STATES, GUILD_PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT.
-			gcfg.Intents = 1<<0 | 1<<1 | 1<<7 | 1<<8 | 1<<9 | 1<<15
-			gcfg.GatewayID = "e2e"
-			gcfg.StreamHeartbeat = 200 * time.Millisecond
-			// Declared, the state group buffers from the first event on, even before the
-			// state service joins: deployments run the gateway with --groups=state.
-			gcfg.Groups = []string{Group}
-			gw, err := gateway.New(gcfg, quietLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			gwConn := runService(t, gw)
-
-			scfg := DefaultConfig()
-			scfg.Gateways = []string{gwConn.Target()}
-			scfg.MemberID = "state-e2e"
-			scfg.ReconnectMin, scfg.ReconnectMax = 10*time.Millisecond, 100*time.Millisecond
-			st, err := NewWithStore(scfg, sk.open(t), quietLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			cl := statev1.NewStateServiceClient(runService(t, st))
+			sim, st, cl := startStack(t, guilds, sk.open(t))
 			ctx := t.Context()
 
 			stats := func() *statev1.GetStatsResponse {
@@ -285,4 +297,43 @@ func TestLifecycleThroughGateway(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flakyStore fails its first fail commits, as a Redis outage would.
+type flakyStore struct {
+	cache.Store
+	fail atomic.Int32
+}
+
+func (f *flakyStore) Commit(ctx context.Context, b *cache.Batch) error {
+	if f.fail.Add(-1) >= 0 {
+		return errors.New("store unavailable")
+	}
+	return f.Store.Commit(ctx, b)
+}
+
+// TestConsumerRetriesFailedApply: events the store refused are retried until applied; none is
+// lost.
+func TestConsumerRetriesFailedApply(t *testing.T) {
+	t.Parallel()
+	const guilds, failures = 4, 6
+	store := &flakyStore{Store: cache.NewMemory()}
+	store.fail.Store(failures)
+	sim, st, cl := startStack(t, guilds, store)
+	waitFor(t, "every guild applied despite the failures", func() bool {
+		s, err := cl.GetStats(t.Context(), &statev1.GetStatsRequest{})
+		return err == nil && s.GetGuilds() == guilds && s.GetUnavailableGuilds() == 0
+	})
+	var m dto.Metric
+	if err := st.metrics.applyErrors.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != failures {
+		t.Errorf("apply errors metric = %v, want %d", got, failures)
+	}
+	waitFor(t, "the cache applying the session's last sequence", func() bool {
+		ss := sim.Sessions()
+		s, err := cl.GetStats(t.Context(), &statev1.GetStatsRequest{})
+		return err == nil && len(ss) == 1 && len(s.GetShards()) == 1 && s.GetShards()[0].GetLastSequence() == uint64(ss[0].LastSeq)
+	})
 }

@@ -428,16 +428,38 @@ func (c *Cache) adjustMemberCount(ctx context.Context, b *Batch, guildID uint64,
 	})
 }
 
+// memberAdd stores a new member and counts it in member_count. A member already cached (a
+// redelivered GUILD_MEMBER_ADD) is not counted twice.
 func (c *Cache) memberAdd(ctx context.Context, b *Batch, guildID uint64, m *discordv1.Member) error {
-	if err := c.adjustMemberCount(ctx, b, guildID, 1); err != nil {
+	old, err := c.loadMember(ctx, guildID, m.GetUser().GetId())
+	if err != nil {
 		return err
+	}
+	if old == nil {
+		if err := c.adjustMemberCount(ctx, b, guildID, 1); err != nil {
+			return err
+		}
 	}
 	c.putMember(b, guildID, m)
 	return nil
 }
 
+// memberRemove drops a member and uncounts it. Without a cached member the count drops only
+// in large guilds, whose member lists are partial; elsewhere it is a redelivered remove.
 func (c *Cache) memberRemove(ctx context.Context, b *Batch, guildID, userID uint64) error {
-	if err := c.adjustMemberCount(ctx, b, guildID, -1); err != nil {
+	old, err := c.loadMember(ctx, guildID, userID)
+	if err != nil {
+		return err
+	}
+	if old != nil || !c.res.Members {
+		if err := c.adjustMemberCount(ctx, b, guildID, -1); err != nil {
+			return err
+		}
+	} else if err := c.editGuild(ctx, b, guildID, func(g *discordv1.Guild) {
+		if g.GetLarge() {
+			g.MemberCount = max(0, g.MemberCount-1)
+		}
+	}); err != nil {
 		return err
 	}
 	b.delMember(guildID, userID)

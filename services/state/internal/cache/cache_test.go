@@ -269,6 +269,19 @@ func TestLifecycle(t *testing.T) {
 		if g := guild(t, c, g1); g.GetMemberCount() != 0 {
 			t.Fatalf("member_count after remove = %d, want 0", g.GetMemberCount())
 		}
+		// Redelivered add and remove do not count twice.
+		add := fmt.Sprintf(`{"guild_id":"%d",%s`, uint64(g1), memberJSON(14, "erin")[1:])
+		f.send("GUILD_MEMBER_ADD", add)
+		f.send("GUILD_MEMBER_ADD", add)
+		if g := guild(t, c, g1); g.GetMemberCount() != 1 {
+			t.Fatalf("member_count after a redelivered add = %d, want 1", g.GetMemberCount())
+		}
+		remove := fmt.Sprintf(`{"guild_id":"%d","user":%s}`, uint64(g1), userJSON(14, "erin"))
+		f.send("GUILD_MEMBER_REMOVE", remove)
+		f.send("GUILD_MEMBER_REMOVE", remove)
+		if g := guild(t, c, g1); g.GetMemberCount() != 0 {
+			t.Fatalf("member_count after a redelivered remove = %d, want 0", g.GetMemberCount())
+		}
 		f.send("GUILD_DELETE", fmt.Sprintf(`{"id":"%d"}`, uint64(g2)))
 		_, err = c.Store().Guild(ctx, g2)
 		wantNotFound(t, "left guild", err)
