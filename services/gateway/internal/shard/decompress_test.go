@@ -299,3 +299,47 @@ func splitFrames(data []byte, every int) [][]byte {
 	}
 	return append(out, data)
 }
+
+// FuzzStreamRoundTrip compresses fuzzer-chosen messages the way the gateway does (one
+// stream, a flush per message) and checks both decoders give every message back
+// unchanged. Lengths are stretched so window and block boundaries get hit.
+func FuzzStreamRoundTrip(f *testing.F) {
+	f.Add([]byte("hello gateway"), []byte{3, 200, 1})
+	f.Add(bytes.Repeat([]byte("abc"), 100), []byte{128, 128, 128, 128})
+	f.Add([]byte{0, 1, 2, 3}, []byte{255, 255, 0, 7})
+	f.Fuzz(func(t *testing.T, seed []byte, lengths []byte) {
+		if len(seed) == 0 || len(lengths) == 0 || len(lengths) > 16 {
+			return
+		}
+		msgs := make([][]byte, len(lengths))
+		for i, l := range lengths {
+			n := int(l) * 131 // up to ~33 KiB: one message or a few cross the 32 KiB window
+			m := make([]byte, n)
+			for j := range m {
+				m[j] = seed[(j*7+i)%len(seed)] ^ byte(j>>9)
+			}
+			msgs[i] = m
+		}
+		z := newZlibStream(1 << 20)
+		for i, parts := range zlibFrames(t, msgs, false) {
+			got, err := z.Feed(parts[0])
+			if err != nil || !bytes.Equal(got, msgs[i]) {
+				t.Fatalf("zlib message %d of %d bytes: err %v, got %d bytes", i, len(msgs[i]), err, len(got))
+			}
+		}
+		d, err := newZstdStream(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		for i, frame := range zstdFrames(t, msgs) {
+			got, err := d.Feed(frame)
+			if len(msgs[i]) == 0 {
+				continue // an empty message writes no zstd block
+			}
+			if err != nil || !bytes.Equal(got, msgs[i]) {
+				t.Fatalf("zstd message %d of %d bytes: err %v, got %d bytes", i, len(msgs[i]), err, len(got))
+			}
+		}
+	})
+}

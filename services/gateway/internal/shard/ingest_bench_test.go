@@ -63,6 +63,7 @@ func encodeStream(tb testing.TB, compression string, msgs [][]byte) [][]byte {
 // The server side only writes frames that were compressed before the clock started.
 func benchIngest(b *testing.B, compression string) {
 	n := max(b.N, 1)
+	b.ReportAllocs()
 	msgs := [][]byte{
 		[]byte(`{"op":10,"d":{"heartbeat_interval":45000},"s":null,"t":null}`),
 		[]byte(`{"op":0,"s":1,"t":"READY","d":{"v":10,"session_id":"bench","resume_gateway_url":"ws://127.0.0.1:1","user":{"id":"1","username":"bench"},"guilds":[],"shard":[0,1],"application":{"id":"1","flags":0}}}`),
