@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -132,6 +133,15 @@ func parseMessageBody(contentType string, r io.Reader, limit int64, keys bool) (
 			return nil, tooLarge()
 		}
 		return decodeMessageJSON(b, keys)
+	case "application/x-www-form-urlencoded":
+		b, err := io.ReadAll(lr)
+		if err != nil {
+			return nil, badMultipart()
+		}
+		if int64(len(b)) > limit {
+			return nil, tooLarge()
+		}
+		return parseFormMessage(string(b))
 	case "multipart/form-data":
 		boundary := params["boundary"]
 		if boundary == "" {
@@ -251,6 +261,32 @@ func parseMultipart(mr *multipart.Reader) (*messageRequest, *requestError) {
 	if content != nil && req.Content == nil {
 		req.Content = content
 	}
+	return req, nil
+}
+
+// parseFormMessage reads the simple fields of a URL-encoded message body
+// (content, nonce, tts), which Discord accepts as well.
+func parseFormMessage(body string) (*messageRequest, *requestError) {
+	vals, err := url.ParseQuery(body)
+	if err != nil {
+		errs := formErrors{}
+		errs.add("FORM_INVALID", "The form body could not be parsed.")
+		return nil, formError(errs)
+	}
+	req := &messageRequest{has: map[string]bool{}}
+	if _, ok := vals["content"]; ok {
+		c := vals.Get("content")
+		req.Content = &c
+		req.has["content"] = true
+	}
+	if n := vals.Get("nonce"); n != "" {
+		enc, err := json.Marshal(n)
+		if err != nil {
+			return nil, badJSON()
+		}
+		req.Nonce = enc
+	}
+	req.TTS = parseBool(vals.Get("tts"))
 	return req, nil
 }
 

@@ -27,6 +27,9 @@ func TestParseMessageRequest(t *testing.T) {
 		{"empty object", "application/json", `{}`, 1 << 20, 400, 50006},
 		{"array body", "application/json", `[]`, 1 << 20, 400, 50035},
 		{"garbage", "application/json", `{{`, 1 << 20, 400, 50109},
+		{"url-encoded", "application/x-www-form-urlencoded", `content=hello+there&nonce=abc&tts=true`, 1 << 20, 0, 0},
+		{"url-encoded empty", "application/x-www-form-urlencoded", `tts=true`, 1 << 20, 400, 50006},
+		{"url-encoded bad", "application/x-www-form-urlencoded", `content=%zz`, 1 << 20, 400, 50035},
 		{"no content type", "", `{"content":"x"}`, 1 << 20, 400, 50035},
 		{"form without boundary", "multipart/form-data", `x`, 1 << 20, 400, 50035},
 		{"limit", "application/json", `{"content":"` + strings.Repeat("a", 100) + `"}`, 50, 413, 40005},
@@ -111,6 +114,7 @@ func FuzzParseMessageRequest(f *testing.F) {
 	f.Add("application/json", []byte(`{"embeds":[1,"x",null]}`))
 	f.Add("multipart/form-data; boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=\"payload_json\"\r\n\r\n{\"content\":1}\r\n--x--\r\n"))
 	f.Add("text/plain", []byte("hi"))
+	f.Add("application/x-www-form-urlencoded", []byte("content=a%20b&nonce=1&tts=1"))
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
 		req, rerr := parseMessageRequest(ct, bytes.NewReader(body), 1<<16)
 		if rerr == nil {
