@@ -118,8 +118,7 @@ func TestZlibStreamRoundTrip(t *testing.T) {
 // block, and the empty flush must not break the stream.
 func TestZlibStreamWindowFullAtFlush(t *testing.T) {
 	t.Parallel()
-	r := rand.New(rand.NewPCG(5, 6))
-	text := func(n int) []byte {
+	text := func(r *rand.Rand, n int) []byte {
 		b := make([]byte, n)
 		for i := range b {
 			b[i] = "abcdefghij klmnop"[r.IntN(17)]
@@ -137,9 +136,10 @@ func TestZlibStreamWindowFullAtFlush(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			r := rand.New(rand.NewPCG(5, 6))
 			msgs := make([][]byte, len(tc.sizes))
 			for i, n := range tc.sizes {
-				msgs[i] = text(n)
+				msgs[i] = text(r, n)
 			}
 			d := newZlibStream(DefaultMaxMessageSize)
 			for i, parts := range zlibFrames(t, msgs, false) {
