@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -313,5 +314,56 @@ func TestDeadlineAndQueueBound(t *testing.T) {
 	}
 	if got := sim.RESTStats().Requests; got != 1 {
 		t.Errorf("the simulator saw %d requests, want only the first", got)
+	}
+}
+
+func TestReplicasShareTheGlobalLimit(t *testing.T) {
+	t.Parallel()
+	const global, window, d = 30, time.Second, 3 * time.Second
+	addr := redisserver.Start(t)
+	sim := startSim(t, discordsim.RESTConfig{GlobalLimit: global, GlobalWindow: window,
+		Buckets: map[string]discordsim.BucketLimit{"messages-read": {Limit: 1000, Window: time.Second}}})
+	chans := textChannels(t, sim, tokenA)
+	var replicas []*service
+	for range 3 {
+		cfg := serviceConfig(sim)
+		cfg.RedisURL = "redis://" + addr + "/0"
+		cfg.Limits.GlobalLimit, cfg.Limits.GlobalWindow = global, window
+		replicas = append(replicas, startService(t, cfg))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	got := hammer(ctx, 12, func(ctx context.Context, i int) bool {
+		res, err := replicas[i%3].client.Do(ctx, &restv1.DoRequest{Method: "GET", Path: "/channels/" + chans[i%len(chans)] + "/messages?limit=1"})
+		return err == nil && res.GetStatus() == http.StatusOK
+	})
+	allowed := global * int(d/window)
+	t.Logf("3 replicas made %d requests over %d buckets in %s; the global limit allows %d", got, len(chans), d, allowed)
+	if float64(got) < 0.7*float64(allowed) || got > allowed+global {
+		t.Errorf("%d requests in %s, want close to the %d the shared global limit allows", got, d, allowed)
+	}
+	assertNo429(t, sim)
+}
+
+func TestRedisGoingAwayIsUnavailable(t *testing.T) {
+	t.Parallel()
+	rs := redisserver.StartServer(t)
+	sim := startSim(t, discordsim.RESTConfig{})
+	cfg := serviceConfig(sim)
+	cfg.RedisURL = "redis://" + rs.Addr + "/0"
+	s := startService(t, cfg)
+	if res, err := s.client.Do(t.Context(), &restv1.DoRequest{Method: "GET", Path: "/users/@me"}); err != nil || res.GetStatus() != http.StatusOK {
+		t.Fatalf("with Redis up: %v %v", res, err)
+	}
+	rs.Stop()
+	before := sim.RESTStats().Requests
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := s.client.Do(ctx, &restv1.DoRequest{Method: "GET", Path: "/users/@me"})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "ratelimit") {
+		t.Errorf("with Redis gone: %v, want UNAVAILABLE naming the ratelimit store", err)
+	}
+	if n := sim.RESTStats().Requests - before; n != 0 {
+		t.Errorf("%d requests sent without the ratelimit store, want none", n)
 	}
 }
