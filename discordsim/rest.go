@@ -194,9 +194,14 @@ type fieldError struct {
 	Message string `json:"message"`
 }
 
-// add records an error at path (keys, or decimal indices for arrays).
-func (f formErrors) add(code, message string, path ...string) {
-	cur := map[string]any(f)
+// add records an error at path (keys, or decimal indices for arrays). A nil
+// formErrors is allocated on the first error, so validating a good body
+// allocates nothing.
+func (f *formErrors) add(code, message string, path ...string) {
+	if *f == nil {
+		*f = formErrors{}
+	}
+	cur := map[string]any(*f)
 	for _, p := range path {
 		next, ok := cur[p].(map[string]any)
 		if !ok {

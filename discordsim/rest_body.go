@@ -299,7 +299,7 @@ func badMultipart() *requestError {
 // validate checks the limits Discord enforces on a message body. create is
 // false for edits, where an all-empty body is allowed.
 func (req *messageRequest) validate(create bool) *requestError {
-	errs := formErrors{}
+	var errs formErrors
 	if req.Content != nil && utf8.RuneCountInString(*req.Content) > maxContentRunes {
 		errs.add("BASE_TYPE_MAX_LENGTH", "Must be "+strconv.Itoa(maxContentRunes)+" or fewer in length.", "content")
 	}
@@ -313,20 +313,20 @@ func (req *messageRequest) validate(create bool) *requestError {
 			errs.add("MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType.", "embeds", strconv.Itoa(i))
 			continue
 		}
-		total += checkLen(errs, e.Title, maxEmbedTitle, "embeds", strconv.Itoa(i), "title")
-		total += checkLen(errs, e.Description, maxEmbedDesc, "embeds", strconv.Itoa(i), "description")
+		total += checkLen(&errs, e.Title, maxEmbedTitle, "embeds", strconv.Itoa(i), "title")
+		total += checkLen(&errs, e.Description, maxEmbedDesc, "embeds", strconv.Itoa(i), "description")
 		if len(e.Fields) > maxEmbedFields {
 			errs.add("BASE_TYPE_MAX_LENGTH", "Must be "+strconv.Itoa(maxEmbedFields)+" or fewer in length.", "embeds", strconv.Itoa(i), "fields")
 		}
 		for j, f := range e.Fields {
-			total += checkLen(errs, &f.Name, maxEmbedFieldName, "embeds", strconv.Itoa(i), "fields", strconv.Itoa(j), "name")
-			total += checkLen(errs, &f.Value, maxEmbedFieldVal, "embeds", strconv.Itoa(i), "fields", strconv.Itoa(j), "value")
+			total += checkLen(&errs, &f.Name, maxEmbedFieldName, "embeds", strconv.Itoa(i), "fields", strconv.Itoa(j), "name")
+			total += checkLen(&errs, &f.Value, maxEmbedFieldVal, "embeds", strconv.Itoa(i), "fields", strconv.Itoa(j), "value")
 		}
 		if e.Footer != nil {
-			total += checkLen(errs, &e.Footer.Text, maxEmbedFooter, "embeds", strconv.Itoa(i), "footer", "text")
+			total += checkLen(&errs, &e.Footer.Text, maxEmbedFooter, "embeds", strconv.Itoa(i), "footer", "text")
 		}
 		if e.Author != nil {
-			total += checkLen(errs, &e.Author.Name, maxEmbedAuthor, "embeds", strconv.Itoa(i), "author", "name")
+			total += checkLen(&errs, &e.Author.Name, maxEmbedAuthor, "embeds", strconv.Itoa(i), "author", "name")
 		}
 	}
 	if total > maxEmbedTotal {
@@ -367,7 +367,7 @@ func (req *messageRequest) validate(create bool) *requestError {
 }
 
 // checkLen records a max-length error and returns the counted length.
-func checkLen(errs formErrors, s *string, limit int, path ...string) int {
+func checkLen(errs *formErrors, s *string, limit int, path ...string) int {
 	if s == nil {
 		return 0
 	}
