@@ -74,6 +74,9 @@ type gatewayState struct {
 	// live indexes identified sessions by shard count, then shard id, for dispatch.
 	live  map[int]map[int]map[*session]struct{}
 	conns map[*gwConn]struct{}
+	// noContent counts live sessions without MESSAGE_CONTENT, so the load
+	// generator only builds content-less message variants when needed.
+	noContent atomic.Int32
 	// closed refuses new connections once the server is closing.
 	closed bool
 	connWG sync.WaitGroup
@@ -254,11 +257,17 @@ func (g *gatewayState) indexLocked(sess *session) {
 		set = map[*session]struct{}{}
 		byShard[sess.shardID] = set
 	}
+	if _, dup := set[sess]; !dup && sess.intents&IntentMessageContent == 0 {
+		g.noContent.Add(1)
+	}
 	set[sess] = struct{}{}
 }
 
 func (g *gatewayState) unindexLocked(sess *session) {
 	if set := g.live[sess.numShards][sess.shardID]; set != nil {
+		if _, ok := set[sess]; ok && sess.intents&IntentMessageContent == 0 {
+			g.noContent.Add(-1)
+		}
 		delete(set, sess)
 		if len(set) == 0 {
 			delete(g.live[sess.numShards], sess.shardID)

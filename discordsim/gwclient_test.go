@@ -178,7 +178,8 @@ func (c *testClient) readLoop(mode string) {
 	}
 }
 
-// next returns the next payload, failing the test after 10 s.
+// next returns the next payload, failing the test after 20 s (generous:
+// the race detector on a shared 2-core machine is slow).
 func (c *testClient) next() payload {
 	c.t.Helper()
 	select {
@@ -187,7 +188,7 @@ func (c *testClient) next() payload {
 			c.t.Fatalf("connection ended while waiting for a payload: %v", c.readErr())
 		}
 		return p
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		c.t.Fatal("timed out waiting for a payload")
 	}
 	return payload{}

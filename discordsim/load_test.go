@@ -51,8 +51,8 @@ func eventTrace(t *testing.T, seed uint64, n int) []string {
 
 func TestLoadDeterministicAndSkewed(t *testing.T) {
 	t.Parallel()
-	a := eventTrace(t, 11, 2000)
-	b := eventTrace(t, 11, 2000)
+	a := eventTrace(t, 11, 1000)
+	b := eventTrace(t, 11, 1000)
 	if !slices.Equal(a, b) {
 		t.Fatal("two generators with the same seed produced different event sequences")
 	}
@@ -65,7 +65,7 @@ func TestLoadDeterministicAndSkewed(t *testing.T) {
 	}
 	for _, want := range loadEventNames {
 		if kinds[want] == 0 {
-			t.Errorf("no %s in 2000 generated events (mix %v)", want, kinds)
+			t.Errorf("no %s in 1000 generated events (mix %v)", want, kinds)
 		}
 	}
 	if kinds["MESSAGE_CREATE"] < kinds["VOICE_STATE_UPDATE"] {
@@ -319,7 +319,7 @@ func TestEveryEventReachedEveryShard(t *testing.T) {
 		r := c.identify(botToken(s), []int{i, shards}, AllIntents)
 		clients[i] = &shardClient{c: c, session: r.SessionID, resume: r.ResumeGatewayURL, got: map[int64]bool{1: true}}
 	}
-	if err := s.StartLoad(LoadConfig{Rate: 2000}); err != nil {
+	if err := s.StartLoad(LoadConfig{Rate: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	// Read a while, then drop shard 0 mid-stream and resume it.
