@@ -276,7 +276,10 @@ func (b *bucketState) observe(now time.Time, o Observation) {
 		case o.ResetID == b.resetID && !b.fresh:
 			b.remaining = min(b.remaining, o.Remaining)
 		}
-	} else if o.Status != 429 && b.limit == 0 {
+	} else if o.Status != 429 && o.Status < 500 && b.limit == 0 {
+		// Answered without limit headers: the route has no bucket of
+		// its own. A 5xx (often from a proxy in front of Discord) says
+		// nothing about limits, so the next request probes again.
 		b.unlimited = true
 	}
 	if o.Status == 429 && !o.Global429 && o.RetryAfter > 0 {

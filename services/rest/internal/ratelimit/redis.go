@@ -205,7 +205,7 @@ if status ~= 0 then
     elseif rid == reset_id and not fresh then
       remaining = math.min(remaining, R)
     end
-  elseif status ~= 429 and limit == 0 then
+  elseif status ~= 429 and status < 500 and limit == 0 then
     unlimited = true
   end
   if status == 429 and (not g429) and retry > 0 then

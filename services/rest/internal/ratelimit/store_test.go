@@ -149,6 +149,14 @@ func storeSuite(t *testing.T, newStore storeFactory) {
 			wantGranted(t, mustAcquire(t, s, acq(routeA)), "request "+strconv.Itoa(i))
 		}
 	})
+	t.Run("a 5xx without headers teaches nothing", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		wantGranted(t, mustAcquire(t, s, acq(routeA)), "probe")
+		mustObserve(t, s, Observation{Bot: "bot1", Route: routeA, Status: 502})
+		wantGranted(t, mustAcquire(t, s, acq(routeA)), "probe again")
+		wantWait(t, mustAcquire(t, s, acq(routeA)), ReasonProbe, time.Second, 5*time.Second, "still unknown")
+	})
 	t.Run("global limit spans buckets and skips exempt routes", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
