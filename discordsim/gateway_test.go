@@ -571,3 +571,33 @@ func TestGuildOutage(t *testing.T) {
 		t.Fatal("outage of an unknown guild accepted")
 	}
 }
+
+func TestSessionStartBudgetRefills(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, Config{Guilds: 1, SessionStartTotal: 5, SessionStartUsed: 3, SessionStartReset: 200 * time.Millisecond})
+	limit := func() SessionStartLimit { return s.gatewayBotInfo(s.bots[0]).(GatewayBotInfo).SessionStartLimit }
+	if l := limit(); l.Remaining != 2 || l.ResetAfter <= 0 || l.ResetAfter > 200 {
+		t.Fatalf("session_start_limit %+v, want remaining 2 and reset_after in (0, 200] ms", l)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for limit().Remaining != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("budget never refilled: %+v", limit())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Resumes do not spend the budget.
+	c := dial(t, s.GatewayURL(), "v=10")
+	c.hello()
+	r := c.identify(botToken(s), nil, IntentGuilds)
+	s.Disconnect(SessionTarget(r.SessionID), CloseUnknownError)
+	c.closeCode()
+	before := limit().Remaining
+	c2 := dial(t, r.ResumeGatewayURL, "v=10")
+	c2.hello()
+	c2.send(opResume, map[string]any{"token": botToken(s), "session_id": r.SessionID, "seq": 1})
+	c2.untilEvent("RESUMED")
+	if after := limit().Remaining; after != before && after != 5 {
+		t.Fatalf("a resume changed remaining from %d to %d", before, after)
+	}
+}
