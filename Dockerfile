@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # Kubecord's images, from one build stage:
 #
 #   docker build -t kubecord:dev .                          # kubecord <service> (the default target)
