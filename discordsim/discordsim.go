@@ -112,6 +112,10 @@ type Config struct {
 	// ResumeBuffer is how many dispatches a session keeps for replay
 	// (default 20,000). Discord does not document its buffer size.
 	ResumeBuffer int
+	// ResumeMemory bounds the bytes of all sessions' replay buffers
+	// together (default 1 GiB): each session keeps at most its share, so a
+	// thousand shards under load stay within memory.
+	ResumeMemory int
 	// ResumeTimeout is how long a disconnected session stays resumable
 	// (default 3 minutes; Discord says "a few minutes").
 	ResumeTimeout time.Duration
@@ -199,6 +203,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ResumeBuffer == 0 {
 		c.ResumeBuffer = 20_000
 	}
+	if c.ResumeMemory == 0 {
+		c.ResumeMemory = 1 << 30
+	}
 	if c.SendQueue == 0 {
 		c.SendQueue = 50_000
 	}
@@ -219,7 +226,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, errors.New("durations must not be negative")
 		}
 	}
-	if c.SendLimit < 0 || c.MaxGuildsPerShard < 0 || c.ResumeBuffer < 0 || c.SendQueue < 0 {
+	if c.SendLimit < 0 || c.MaxGuildsPerShard < 0 || c.ResumeBuffer < 0 || c.ResumeMemory < 0 || c.SendQueue < 0 {
 		return c, errors.New("limits must not be negative")
 	}
 	if err := c.Load.validate(); err != nil {

@@ -77,6 +77,8 @@ type gatewayState struct {
 	// noContent counts live sessions without MESSAGE_CONTENT, so the load
 	// generator only builds content-less message variants when needed.
 	noContent atomic.Int32
+	// liveSessions counts indexed sessions; replay memory is shared among them.
+	liveSessions atomic.Int32
 	// closed refuses new connections once the server is closing.
 	closed bool
 	connWG sync.WaitGroup
@@ -257,16 +259,22 @@ func (g *gatewayState) indexLocked(sess *session) {
 		set = map[*session]struct{}{}
 		byShard[sess.shardID] = set
 	}
-	if _, dup := set[sess]; !dup && sess.intents&IntentMessageContent == 0 {
-		g.noContent.Add(1)
+	if _, dup := set[sess]; !dup {
+		g.liveSessions.Add(1)
+		if sess.intents&IntentMessageContent == 0 {
+			g.noContent.Add(1)
+		}
 	}
 	set[sess] = struct{}{}
 }
 
 func (g *gatewayState) unindexLocked(sess *session) {
 	if set := g.live[sess.numShards][sess.shardID]; set != nil {
-		if _, ok := set[sess]; ok && sess.intents&IntentMessageContent == 0 {
-			g.noContent.Add(-1)
+		if _, ok := set[sess]; ok {
+			g.liveSessions.Add(-1)
+			if sess.intents&IntentMessageContent == 0 {
+				g.noContent.Add(-1)
+			}
 		}
 		delete(set, sess)
 		if len(set) == 0 {
@@ -721,6 +729,8 @@ type session struct {
 	dead       bool
 
 	sent seqSet
+	// live counts the gateway's live sessions, for the replay memory share.
+	live *atomic.Int32
 }
 
 func newSessionID() string {
@@ -750,7 +760,8 @@ func (s *session) pushLocked(cfg *Config, event string, d []byte) {
 	it := outItem{frame: frame, seq: s.seq, event: event, sess: s}
 	s.ring = append(s.ring, it)
 	s.ringBytes += len(frame)
-	for len(s.ring)-s.ringHead > cfg.ResumeBuffer || (s.ringBytes > cfg.resumeBufferBytes() && len(s.ring)-s.ringHead > 1) {
+	maxBytes := cfg.ResumeMemory / max(1, int(s.live.Load()))
+	for len(s.ring)-s.ringHead > cfg.ResumeBuffer || (s.ringBytes > maxBytes && len(s.ring)-s.ringHead > 1) {
 		s.ringBytes -= len(s.ring[s.ringHead].frame)
 		s.ring[s.ringHead] = outItem{}
 		s.ringHead++
@@ -764,11 +775,6 @@ func (s *session) pushLocked(cfg *Config, event string, d []byte) {
 		s.conn.enqueue(it)
 	}
 }
-
-// resumeBufferBytes bounds one session's replay buffer in bytes, so a
-// thousand shards under load stay within memory (64 MiB each by default,
-// or 4 KiB per buffered event when ResumeBuffer is set lower).
-func (c *Config) resumeBufferBytes() int { return min(64<<20, c.ResumeBuffer*4096) }
 
 // firstSeqLocked is the oldest sequence number still in the replay buffer.
 func (s *session) firstSeqLocked() int64 { return s.seq - int64(len(s.ring)-s.ringHead) + 1 }

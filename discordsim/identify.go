@@ -163,7 +163,7 @@ func (c *gwConn) identify(d json.RawMessage) {
 	c.payloadCompress.Store(id.Compress && c.comp == compressNone)
 
 	sess := &session{id: newSessionID(), bot: bot, shardID: shardID, numShards: numShards,
-		intents: *id.Intents, largeThreshold: large, createdAt: now}
+		intents: *id.Intents, largeThreshold: large, createdAt: now, live: &g.liveSessions}
 	g.s.startSession(c, sess, guilds)
 }
 
