@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	statev1 "github.com/kubecord/kubecord/gen/kubecord/state/v1"
+	"github.com/kubecord/kubecord/services/state/internal/cache"
+	"github.com/kubecord/kubecord/services/state/internal/redistest"
 )
 
 const (
@@ -421,5 +423,47 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRedisReadReplica: a second state service on the same Redis (no gateways of its own)
+// serves what the first one applies, and its consistency waits see the first one's progress.
+func TestRedisReadReplica(t *testing.T) {
+	t.Parallel()
+	addr := redistest.Start(t)
+	open := func() cache.Store {
+		st, err := cache.NewRedis(t.Context(), "redis://"+addr, "kubecord:replica:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	writer := startService(t, open(), nil)
+	reader := startService(t, open(), nil)
+	world(t, writer) // sequences 1 and 2
+	ctx := t.Context()
+	m, err := reader.client.GetMember(ctx, &statev1.GetMemberRequest{GuildId: guildID, UserId: 11,
+		Consistency: &statev1.Consistency{MinSequence: 2, MaxWait: durationpb.New(time.Second)}})
+	if err != nil || m.GetMember().GetUser().GetUsername() != "mod" {
+		t.Fatalf("read replica GetMember = %v, %v", m, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := reader.client.GetMember(ctx, &statev1.GetMemberRequest{GuildId: guildID, UserId: 60,
+			Consistency: &statev1.Consistency{MinSequence: 3, MaxWait: durationpb.New(10 * time.Second)}})
+		done <- err
+	}()
+	writer.send(t, "GUILD_MEMBER_ADD", fmt.Sprintf(`{"guild_id":"%d",%s`, guildID, memberJSON(60, "new", "")[1:]))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("read replica waiting for sequence 3: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("read replica did not see sequence 3")
+	}
+	st, err := reader.client.GetStats(ctx, &statev1.GetStatsRequest{})
+	if err != nil || st.GetMembers() != 9 || st.GetStore() != "redis" || st.GetEventsApplied() != 0 {
+		t.Fatalf("read replica stats = %v, %v (want the writer's 9 members, none applied here)", st, err)
 	}
 }
