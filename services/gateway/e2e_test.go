@@ -392,7 +392,6 @@ func (h *harness) verify(groups ...string) {
 			break
 		}
 		if time.Now().After(deadline) {
-			h.rec.mu.Lock()
 			st := h.sim.GatewayStats()
 			t.Fatalf("events never delivered: %v (gaps %v; groups %+v; simulator closes %v, client closes %v, resumes %d, identifies %d)",
 				missing, h.rec.gaps, h.gw.Hub().Groups(), st.Closes, st.ClientCloses, st.Resumes, st.Identifies)
