@@ -273,6 +273,14 @@ func BenchmarkFootprint(b *testing.B) {
 				b.ReportMetric(float64(withGuilds-base)/float64(guilds), "B/guild")
 				b.ReportMetric(float64(all-withGuilds)/float64(members), "B/member")
 				b.ReportMetric(float64(all-base)/(1<<20), "MiB-total")
+				if ct, ok := t.(*cacheTarget); ok && ct.redis == nil {
+					// How close GetStats.memory_bytes (an estimate) is to the measured heap.
+					n, err := ct.c.Store().Counts(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(100*float64(n.MemoryBytes)/float64(all-base), "estimate-%")
+				}
 			}
 		})
 	}
