@@ -193,6 +193,10 @@ func (g *gatewayState) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Lock()
 	g.conns[c] = struct{}{}
+	if g.closed {
+		// Close ran while this connection was upgrading.
+		closeCode, closeReason = websocket.CloseGoingAway, "simulator shutting down"
+	}
 	g.mu.Unlock()
 	g.stats.connections.Add(1)
 	var writerDone sync.WaitGroup
@@ -599,6 +603,9 @@ func (c *gwConn) readLoop() {
 		if err != nil {
 			c.readEnded(err)
 			return
+		}
+		if c.closing() {
+			continue // closed by the server: what the client still sends is ignored
 		}
 		now := time.Now()
 		if now.Sub(c.windowStart) >= cfg.SendWindow {
