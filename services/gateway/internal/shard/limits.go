@@ -83,16 +83,20 @@ func (l *sendLimiter) wait(ctx context.Context) error {
 	}
 }
 
-// heartbeater tracks heartbeats and their ACKs on one connection.
+// heartbeater tracks heartbeats and their ACKs on one connection. Only scheduled
+// heartbeats judge the connection: an op 1 the server asked for, answered just before a
+// scheduled beat, would otherwise look like a missed ACK.
 type heartbeater struct {
 	mu          sync.Mutex
-	awaitingAck bool
+	awaitingAck bool // a scheduled heartbeat is unacknowledged
 	sentAt      time.Time
+	reqPending  bool // a requested heartbeat is unacknowledged
+	reqSentAt   time.Time
 	latency     time.Duration
 }
 
 // beat is called when a scheduled heartbeat is due. It reports a zombie connection when
-// the previous heartbeat got no ACK; otherwise it records the send.
+// the previous scheduled heartbeat got no ACK; otherwise it records the send.
 func (h *heartbeater) beat(now time.Time) (zombie bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -104,24 +108,27 @@ func (h *heartbeater) beat(now time.Time) (zombie bool) {
 	return false
 }
 
-// requested records a heartbeat the server asked for with op 1. It does not judge the
-// connection: the schedule does that.
+// requested records a heartbeat the server asked for with op 1.
 func (h *heartbeater) requested(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.awaitingAck {
-		h.sentAt = now
+	if !h.reqPending {
+		h.reqPending, h.reqSentAt = true, now
 	}
-	h.awaitingAck = true
 }
 
-// ack records an op 11 and the latency it shows.
+// ack records an op 11 and the latency it shows. ACKs carry no id; one is credited to
+// the scheduled heartbeat first.
 func (h *heartbeater) ack(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.awaitingAck {
+	switch {
+	case h.awaitingAck:
 		h.latency = now.Sub(h.sentAt)
 		h.awaitingAck = false
+	case h.reqPending:
+		h.latency = now.Sub(h.reqSentAt)
+		h.reqPending = false
 	}
 }
 

@@ -120,12 +120,23 @@ func TestHeartbeater(t *testing.T) {
 	if !h.beat(t0.Add(2 * time.Second)) {
 		t.Fatal("beat without an ACK since the previous one did not report a zombie")
 	}
-	// A requested heartbeat does not judge, and its ACK clears the wait.
+	// A requested heartbeat does not judge: its ACK may still be on the way when the
+	// scheduled beat is due.
 	var h2 heartbeater
 	h2.requested(t0)
-	h2.ack(t0.Add(5 * time.Millisecond))
+	if h2.beat(t0.Add(time.Millisecond)) {
+		t.Fatal("scheduled beat right after a requested one reported a zombie")
+	}
+	h2.ack(t0.Add(5 * time.Millisecond)) // credited to the scheduled beat
+	if got := h2.lastLatency(); got != 4*time.Millisecond {
+		t.Fatalf("latency = %s, want 4ms (from the scheduled beat)", got)
+	}
+	h2.ack(t0.Add(6 * time.Millisecond)) // then to the requested one
+	if got := h2.lastLatency(); got != 6*time.Millisecond {
+		t.Fatalf("latency = %s, want 6ms (from the requested beat)", got)
+	}
 	if h2.beat(t0.Add(time.Second)) {
-		t.Fatal("beat after an acknowledged requested heartbeat reported a zombie")
+		t.Fatal("beat after both ACKs reported a zombie")
 	}
 	// A stray ACK changes nothing.
 	var h3 heartbeater
