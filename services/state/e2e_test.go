@@ -245,6 +245,24 @@ func TestLifecycleThroughGateway(t *testing.T) {
 			}
 			waitFor(t, "the kicked member leaving the cache", gone(kicked))
 
+			// A guild outage keeps the data (marked unavailable); the GUILD_CREATE that ends it
+			// replaces the guild's snapshot.
+			if err := sim.SetGuildUnavailable(discordsim.Snowflake(target.GetId()), true); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the outage applied", func() bool {
+				g, err := cl.GetGuild(ctx, &statev1.GetGuildRequest{GuildId: target.GetId()})
+				return err == nil && g.GetGuild().GetUnavailable()
+			})
+			during, err := cl.ListMembers(ctx, &statev1.ListMembersRequest{GuildId: target.GetId(), PageSize: 1000})
+			if err != nil || len(during.GetMembers()) != len(lm.GetMembers())-1 {
+				t.Fatalf("members during the outage: %d, %v; want the %d cached before it", len(during.GetMembers()), err, len(lm.GetMembers())-1)
+			}
+			if err := sim.SetGuildUnavailable(discordsim.Snowflake(target.GetId()), false); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the outage's end applied", allAvailable)
+
 			// A stale member the next session's GUILD_CREATE does not carry must not survive
 			// it. It is planted straight into the cache (sequence 0: no progress).
 			stale := &discordv1.Event{Name: "GUILD_MEMBER_ADD", GuildId: target.GetId(), Payload: &discordv1.Event_GuildMemberAdd{
