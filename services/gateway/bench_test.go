@@ -169,7 +169,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		name string
 		rate float64
 		dur  time.Duration
-	}{{"rate=10k", 10_000, 3 * time.Second}, {"rate=max", 400_000, 3 * time.Second}} {
+	}{{"rate=10k", 10_000, 3 * time.Second}, {"rate=20k", 20_000, 3 * time.Second}, {"rate=max", 400_000, 3 * time.Second}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
 				benchEndToEnd(b, tc.rate, tc.dur)
