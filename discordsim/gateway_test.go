@@ -512,6 +512,27 @@ func TestGatewayHTTPEndpoints(t *testing.T) {
 	if st.Gateway.Identifies != 1 || len(st.Gateway.Sessions) != 1 || st.Gateway.Sessions[0].Sent.Count() < 2 {
 		t.Fatalf("stats %+v: want 1 identify and a session with READY+GUILD_CREATE sent", st.Gateway)
 	}
+	if sh := st.Gateway.Shards; len(sh) != 1 || sh[0].Shard != [2]int{0, 1} || sh[0].Sent != 2 || sh[0].Connected != 0 {
+		t.Fatalf("shard stats %+v, want shard [0 1] with 2 sent and no live connection", sh)
+	}
+	var sent struct {
+		Sent  SeqSet `json:"sent"`
+		Count int64  `json:"count"`
+	}
+	getJSON(t, s.URL()+"/_sim/sessions/"+r.SessionID+"/sent", &sent)
+	if sent.Count != 2 || !sent.Sent.Contains(1) || !sent.Sent.Contains(2) || sent.Sent.Contains(3) {
+		t.Fatalf("sent seqs %+v, want 1..2", sent)
+	}
+	// Load over HTTP: start, observe, stop.
+	var ls LoadStats
+	postJSON(t, s.URL()+"/_sim/load", `{"rate":500,"mix":{"typing":1}}`, &ls)
+	if !ls.Running || ls.Rate != 500 {
+		t.Fatalf("load after POST: %+v", ls)
+	}
+	postJSON(t, s.URL()+"/_sim/load", `{"rate":0}`, &ls)
+	if ls.Running {
+		t.Fatal("load still running after rate 0")
+	}
 	resp2, err := http.Post(s.URL()+"/_sim/faults/bogus", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -599,5 +620,35 @@ func TestSessionStartBudgetRefills(t *testing.T) {
 	c2.untilEvent("RESUMED")
 	if after := limit().Remaining; after != before && after != 5 {
 		t.Fatalf("a resume changed remaining from %d to %d", before, after)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+func postJSON(t *testing.T, url, body string, v any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: status %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("POST %s: %v", url, err)
 	}
 }

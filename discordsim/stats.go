@@ -197,6 +197,18 @@ type GatewayStats struct {
 	ClientCloses          map[string]int64 `json:"client_closes"`
 	Events                map[string]int64 `json:"events"`
 	Sessions              []SessionStats   `json:"sessions"`
+	// Shards sums the sessions by [shard_id, num_shards].
+	Shards []ShardStats `json:"shards"`
+}
+
+// ShardStats is the accounting of every session identified as one shard.
+type ShardStats struct {
+	Shard    [2]int `json:"shard"`
+	Sessions int    `json:"sessions"`
+	// Connected is how many of them have a live connection.
+	Connected int `json:"connected"`
+	// Sent is the number of dispatches written, over all its sessions.
+	Sent int64 `json:"sent"`
 }
 
 // GatewayStats returns a snapshot of the gateway accounting.
@@ -223,9 +235,31 @@ func (s *Server) GatewayStats() GatewayStats {
 	}
 	order := slices.Clone(c.order)
 	c.mu.Unlock()
+	byShard := map[[2]int]*ShardStats{}
 	for _, sess := range order {
-		st.Sessions = append(st.Sessions, sess.stats())
+		ss := sess.stats()
+		st.Sessions = append(st.Sessions, ss)
+		sh := byShard[ss.Shard]
+		if sh == nil {
+			sh = &ShardStats{Shard: ss.Shard}
+			byShard[ss.Shard] = sh
+		}
+		sh.Sessions++
+		sh.Sent += ss.Sent.Count()
+		if ss.Connected {
+			sh.Connected++
+		}
 	}
+	st.Shards = make([]ShardStats, 0, len(byShard))
+	for _, sh := range byShard {
+		st.Shards = append(st.Shards, *sh)
+	}
+	slices.SortFunc(st.Shards, func(a, b ShardStats) int {
+		if a.Shard[1] != b.Shard[1] {
+			return a.Shard[1] - b.Shard[1]
+		}
+		return a.Shard[0] - b.Shard[0]
+	})
 	return st
 }
 
