@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -465,5 +466,40 @@ func TestRedisReadReplica(t *testing.T) {
 	st, err := reader.client.GetStats(ctx, &statev1.GetStatsRequest{})
 	if err != nil || st.GetMembers() != 9 || st.GetStore() != "redis" || st.GetEventsApplied() != 0 {
 		t.Fatalf("read replica stats = %v, %v (want the writer's 9 members, none applied here)", st, err)
+	}
+}
+
+// brokenStore answers reads with an outage error, as an unreachable Redis does.
+type brokenStore struct{ cache.Store }
+
+var errOutage = errors.New("dial tcp 127.0.0.1:6379: connection refused")
+
+func (brokenStore) Member(context.Context, uint64, uint64) (cache.MemberBlob, error) {
+	return cache.MemberBlob{}, errOutage
+}
+func (brokenStore) Guild(context.Context, uint64) ([]byte, error) { return nil, errOutage }
+func (brokenStore) Progress(context.Context) ([]cache.Progress, error) {
+	return nil, errOutage
+}
+
+// TestStoreOutage: a store that cannot be read gives UNAVAILABLE (retryable), never NOT_FOUND.
+func TestStoreOutage(t *testing.T) {
+	t.Parallel()
+	s := startService(t, brokenStore{cache.NewMemory()}, nil)
+	ctx := t.Context()
+	for name, call := range map[string]func() error{
+		"GetMember": func() error {
+			_, err := s.client.GetMember(ctx, &statev1.GetMemberRequest{GuildId: 1, UserId: 2})
+			return err
+		},
+		"GetGuild": func() error { _, err := s.client.GetGuild(ctx, &statev1.GetGuildRequest{GuildId: 1}); return err },
+		"consistent read": func() error {
+			_, err := s.client.GetChannel(ctx, &statev1.GetChannelRequest{ChannelId: 1, Consistency: &statev1.Consistency{MinSequence: 1}})
+			return err
+		},
+	} {
+		if err := call(); status.Code(err) != codes.Unavailable {
+			t.Errorf("%s during an outage: %v, want UNAVAILABLE", name, err)
+		}
 	}
 }
