@@ -152,8 +152,7 @@ func runDev(ctx context.Context, args []string) error {
 	case err := <-workerDone:
 		if err != nil && ctx.Err() == nil {
 			cancel()
-			<-done
-			return fmt.Errorf("worker: %w", err)
+			return errors.Join(fmt.Errorf("worker: %w", err), <-done)
 		}
 		return <-done
 	}

@@ -56,12 +56,14 @@ func (w *devWorker) run(ctx context.Context) error {
 			return
 		}
 		_ = proc.Process.Signal(syscall.SIGTERM)
+		var err error
 		select {
-		case <-exited:
+		case err = <-exited:
 		case <-time.After(w.stopTimeout):
 			_ = proc.Process.Kill()
-			<-exited
+			err = <-exited
 		}
+		w.log.Info("worker stopped", "exit", err)
 		proc = nil
 	}
 	defer stop()
