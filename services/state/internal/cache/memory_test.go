@@ -67,3 +67,39 @@ func TestArenaLargeBlob(t *testing.T) {
 		t.Fatalf("empty blob = %v, want empty and non-nil", got)
 	}
 }
+
+func TestPresentKeys(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		raw  string
+		want []string // nil: not an object
+	}{
+		{`{"id":"1","nick":null,"roles":["1",{"x":"}"}],"user":{"id":"2"},"n":-1.5e3,"b":true}`, []string{"id", "nick", "roles", "user", "n", "b"}},
+		{` { } `, []string{}},
+		{`{"a\u0062":1,"c":"\"}"}`, []string{"ab", "c"}},
+		{`[1]`, nil},
+		{`{"a":1`, nil},
+		{`{"a" 1}`, nil},
+		{`{"a":}`, nil},
+		{`{"a":"unterminated}`, nil},
+		{``, nil},
+	}
+	for _, tc := range cases {
+		got := presentKeys([]byte(tc.raw))
+		if tc.want == nil {
+			if got != nil {
+				t.Errorf("presentKeys(%q) = %v, want nil", tc.raw, got)
+			}
+			continue
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("presentKeys(%q) = %v, want %v", tc.raw, got, tc.want)
+			continue
+		}
+		for _, k := range tc.want {
+			if !got[k] {
+				t.Errorf("presentKeys(%q) = %v, missing %q", tc.raw, got, k)
+			}
+		}
+	}
+}
