@@ -174,6 +174,18 @@ func (c *Cache) build(ctx context.Context, b *Batch, ev *discordv1.Event) error 
 		b.delChannel(t.GetGuildId(), t.GetId(), true)
 	case *discordv1.Event_ThreadListSync:
 		return c.threadListSync(ctx, b, p.ThreadListSync)
+	case *discordv1.Event_ThreadMemberUpdate:
+		m := p.ThreadMemberUpdate.GetMember()
+		return c.editChannel(ctx, b, m.GetId(), func(t *discordv1.Channel) {
+			t.Member = proto.CloneOf(m)
+			t.Member.Member = nil // members are kept per guild
+		})
+	case *discordv1.Event_ThreadMembersUpdate:
+		u := p.ThreadMembersUpdate
+		return c.editChannel(ctx, b, u.GetId(), func(t *discordv1.Channel) { t.MemberCount = u.GetMemberCount() })
+	case *discordv1.Event_ChannelPinsUpdate:
+		u := p.ChannelPinsUpdate
+		return c.editChannel(ctx, b, u.GetChannelId(), func(ch *discordv1.Channel) { ch.LastPinTimestamp = u.GetLastPinTimestamp() })
 	case *discordv1.Event_UserUpdate:
 		return c.userUpdate(ctx, b, p.UserUpdate.GetUser(), raw)
 	case *discordv1.Event_VoiceStateUpdate:
@@ -571,6 +583,23 @@ func (c *Cache) putChannel(ctx context.Context, b *Batch, ch *discordv1.Channel,
 			return fmt.Errorf("reading channel %d: %w", ch.GetId(), err)
 		}
 	}
+	return c.storeChannel(b, ch)
+}
+
+// editChannel applies edit to a cached channel or thread; uncached ones are left alone.
+func (c *Cache) editChannel(ctx context.Context, b *Batch, id uint64, edit func(*discordv1.Channel)) error {
+	blob, err := c.store.Channel(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading channel %d: %w", id, err)
+	}
+	ch := &discordv1.Channel{}
+	if err := proto.Unmarshal(blob, ch); err != nil {
+		return fmt.Errorf("decoding cached channel %d: %w", id, err)
+	}
+	edit(ch)
 	return c.storeChannel(b, ch)
 }
 

@@ -380,6 +380,13 @@ func TestThreadsVoicePresenceChunks(t *testing.T) {
 		if err := Decode(mustBlob(t)(c.Store().Channel(ctx, 203)), &th, "thread"); err != nil || th.GetMember().GetUserId() != 1 {
 			t.Fatalf("thread 203 member = %v, want the bot's thread member", th.GetMember())
 		}
+		f.send("THREAD_MEMBERS_UPDATE", fmt.Sprintf(`{"id":"203","guild_id":"%d","member_count":7,"added_members":[],"removed_member_ids":[]}`, uint64(g1)))
+		f.send("THREAD_MEMBER_UPDATE", fmt.Sprintf(`{"id":"203","user_id":"1","join_timestamp":"2025-02-01T00:00:00.000000+00:00","flags":1,"guild_id":"%d"}`, uint64(g1)))
+		f.send("CHANNEL_PINS_UPDATE", fmt.Sprintf(`{"guild_id":"%d","channel_id":"203","last_pin_timestamp":"2025-03-01T00:00:00.000000+00:00"}`, uint64(g1)))
+		if err := Decode(mustBlob(t)(c.Store().Channel(ctx, 203)), &th, "thread"); err != nil || th.GetMemberCount() != 7 ||
+			th.GetMember().GetFlags() != 1 || th.GetLastPinTimestamp().AsTime().Month() != 3 || th.GetName() != "thread-d" {
+			t.Fatalf("thread 203 after member and pin updates = %v", &th)
+		}
 		f.send("THREAD_DELETE", fmt.Sprintf(`{"id":"201","guild_id":"%d","parent_id":"102","type":11}`, uint64(g1)))
 		f.send("CHANNEL_DELETE", fmt.Sprintf(`{"id":"100","guild_id":"%d","type":0}`, uint64(g1)))
 		if got := counts(t, c); got.Threads != 0 || got.Channels != 2 {
