@@ -3,7 +3,9 @@ package state
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -500,6 +502,31 @@ func TestStoreOutage(t *testing.T) {
 	} {
 		if err := call(); status.Code(err) != codes.Unavailable {
 			t.Errorf("%s during an outage: %v, want UNAVAILABLE", name, err)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		ok   bool
+		want func(Config) bool
+	}{
+		{[]string{"--gateways", "a:1, b:2", "--cache-presences=false", "--max-in-flight", "64"}, true, func(c Config) bool {
+			return slices.Equal(c.Gateways, []string{"a:1", "b:2"}) && !c.Resources.Presences && c.Resources.Members && c.MaxInFlight == 64
+		}},
+		{[]string{"--max-in-flight", "12abc"}, false, nil},
+		{[]string{"--max-in-flight", "0"}, false, nil},
+	}
+	for _, tc := range cases {
+		c := DefaultConfig()
+		fs := flag.NewFlagSet("state", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.RegisterFlags(fs)
+		err := fs.Parse(tc.args)
+		if (err == nil) != tc.ok || (tc.want != nil && !tc.want(c)) {
+			t.Errorf("%v: err %v, config %+v", tc.args, err, c)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,11 +95,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*gatewayList)(&c.Gateways), "gateways", "comma-separated gateway addresses to consume from as group \"state\" (host:port or dns:///name:port)")
 	fs.StringVar(&c.MemberID, "member-id", c.MemberID, "this replica's member id in the state group (default: host name)")
 	fs.Func("max-in-flight", fmt.Sprintf("events each gateway may deliver before they are applied and acked (default %d)", c.MaxInFlight), func(s string) error {
-		var v uint32
-		if _, err := fmt.Sscan(s, &v); err != nil || v == 0 {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || v == 0 {
 			return fmt.Errorf("%q is not a positive integer", s)
 		}
-		c.MaxInFlight = v
+		c.MaxInFlight = uint32(v)
 		return nil
 	})
 	fs.DurationVar(&c.DefaultWait, "consistency-wait", c.DefaultWait, "how long a read with a Consistency but no max_wait waits for its event")
