@@ -4,7 +4,9 @@
 // Secret and ConfigMap references, images, and every flag and KUBECORD_*
 // variable against what the kubecord binary and the SDK accept), and the
 // docker-compose files at the repository's root (checked with
-// `docker-compose config`).
+// `docker-compose config`). Two tests run the stack either file set
+// describes as local processes against the Discord simulator, to prove the
+// wiring works, not only that it parses.
 //
 // It is a module of its own so that k8s.io/client-go and k8s.io/api never
 // enter the main module's go.mod. Run its tests with

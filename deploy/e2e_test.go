@@ -37,13 +37,7 @@ func TestComposeStackRuns(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(repoRoot, files[1])); err != nil {
 		t.Skipf("%s is missing", files[1])
 	}
-	redisServer, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed (apt-get install -y redis-server)")
-		}
-		t.Skip("redis-server is not installed")
-	}
+	redisServer := requireRedis(t)
 	stdout, stderr, err := compose(t, map[string]string{"KUBECORD_AUTH_SECRET": composeSecret}, files, "config")
 	if err != nil {
 		t.Fatalf("docker-compose config: %v\n%s", err, stderr)
@@ -89,13 +83,7 @@ func TestComposeStackRuns(t *testing.T) {
 	stack := &stack{t: t}
 	t.Cleanup(stack.stop)
 	stack.start("redis", redisServer, []string{"--bind", "127.0.0.1", "--port", portOf(ports["redis:6379"]), "--save", "", "--appendonly", "no"}, nil)
-	waitFor(t, "redis", 20*time.Second, func() error {
-		c, err := net.DialTimeout("tcp", ports["redis:6379"], time.Second)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err
-	})
+	waitFor(t, "redis", 20*time.Second, func() error { return dialOnce(t.Context(), ports["redis:6379"]) })
 
 	started := map[string]bool{"redis": true}
 	for len(started) < len(cf.Services) {
@@ -164,6 +152,20 @@ func TestComposeStackRuns(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// requireRedis returns redis-server, skipping the test without it except in
+// CI, where scripts/test.sh installs it.
+func requireRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed (apt-get install -y redis-server)")
+		}
+		t.Skip("redis-server is not installed")
+	}
+	return bin
 }
 
 // stackBinaries are the programs of the images, built from this checkout.
