@@ -40,6 +40,10 @@ tool() { go tool -modfile=tools/go.mod "$@"; }
 step "go mod verify / download"
 go mod download
 (cd tools && go mod download)
+(cd deploy && go mod download)
+
+step "go.mod is tidy"
+go mod tidy -diff >/dev/null || fail "go.mod/go.sum are not tidy: run 'go mod tidy' and commit them"
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^gen/') 2>&1 || true)
@@ -64,3 +68,6 @@ tool golangci-lint run ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+step "deploy files (module deploy/: strict Kubernetes decoding, compose, stacks run as processes)"
+(cd deploy && go vet ./... && go tool -modfile=../tools/go.mod golangci-lint run ./... && go test -race -count=1 -timeout 10m ./...)
