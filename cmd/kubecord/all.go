@@ -81,7 +81,7 @@ func (s *stack) finish() error {
 		s.token = os.Getenv("DISCORD_TOKEN")
 	}
 	if s.token == "" {
-		return errors.New("no bot token: pass --token or set DISCORD_TOKEN (or KUBECORD_TOKEN); 'kubecord dev' runs against the simulator without one")
+		return errors.New("missing the Discord bot token (pass --token, or set DISCORD_TOKEN or KUBECORD_TOKEN); 'kubecord dev' runs against the simulator without one")
 	}
 	for _, c := range []*runtime.Config{&s.gwCfg, &s.rsCfg, &s.stCfg} {
 		listen, metrics := c.Listen, c.MetricsListen

@@ -50,7 +50,7 @@ var (
 	// The value may not start with "[", so an already redacted value is left
 	// alone and redacting twice gives the same text.
 	authSchemePrefix = regexp.MustCompile(`^(?i)(bot|bearer)\s+`)
-	authScheme       = regexp.MustCompile(`\b(Bot|Bearer|bot|bearer|BOT|BEARER)\s+[^\s"'\\\[\],;}][^\s"'\\\],;}]*`)
+	authScheme       = regexp.MustCompile(`\b(Bot|Bearer|bot|bearer|BOT|BEARER)\s+([^\s"'\\\[\],;}][^\s"'\\\],;}]*)`)
 )
 
 // Redactor replaces registered secrets and secret-shaped text. The zero value
@@ -116,8 +116,24 @@ func (r *Redactor) String(s string) string {
 		}
 		return sub[1] + Placeholder
 	})
-	s = authScheme.ReplaceAllString(s, "${1} "+Placeholder)
+	s = authScheme.ReplaceAllStringFunc(s, func(m string) string {
+		sub := authScheme.FindStringSubmatch(m)
+		if !credentialLike(sub[2]) {
+			return m // prose: "the bot is not in it", "bot token (pass --token)"
+		}
+		return sub[1] + " " + Placeholder
+	})
 	return s
+}
+
+// credentialLike tells a credential after "Bot"/"Bearer" from an English
+// word: credentials hold a digit or one of . _ - = / + ~, or are long. No
+// token or shared secret (at least 16 characters) is a short plain word.
+func credentialLike(v string) bool {
+	if len(v) >= 16 {
+		return true
+	}
+	return strings.ContainsAny(v, "0123456789._-=/+~")
 }
 
 // forms returns secret as it may appear after a log handler escaped it.

@@ -24,6 +24,8 @@ func TestStringShapes(t *testing.T) {
 		{"registered secret", "secret is s3cret-shared-value!", "secret is [redacted]!"},
 		{"bot token shape", "token=" + fakeToken + " ok", "token=[redacted] ok"},
 		{"Bot scheme", "sent Bot abc.def to discord", "sent Bot [redacted] to discord"},
+		{"prose after bot stays", "the bot is not in guild 12 (bot token missing)", "the bot is not in guild 12 (bot token missing)"},
+		{"long plain word after Bot is redacted", "Bot abcdefghijklmnopqrstuvwxyz", "Bot [redacted]"},
 		{"Bearer scheme", "metadata Bearer xyz123", "metadata Bearer [redacted]"},
 		{"authorization header colon", "Authorization: Bot abc", "Authorization: [redacted]"},
 		{"authorization kv", "authorization=hunter2hunter2 next", "authorization=[redacted] next"},
