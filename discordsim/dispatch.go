@@ -11,11 +11,23 @@ import (
 // REST calls it after changing the world. Message events sent to a session
 // without MESSAGE_CONTENT lose their content, embeds, attachments,
 // components and poll unless the bot wrote or is mentioned in the message.
+// A json.RawMessage d is sent as is (after a validity check) rather than
+// decoded and re-encoded: callers that already hold the encoded event skip
+// a marshal per dispatch.
 func (s *Server) dispatch(guildID Snowflake, event string, d any) {
-	body, err := json.Marshal(d)
-	if err != nil {
-		s.log.Error("discordsim: encoding dispatch", "event", event, "err", err)
-		return
+	var body []byte
+	if raw, ok := d.(json.RawMessage); ok {
+		if !json.Valid(raw) {
+			s.log.Error("discordsim: dispatch payload is not valid JSON", "event", event, "bytes", len(raw))
+			return
+		}
+		body = raw
+	} else {
+		var err error
+		if body, err = json.Marshal(d); err != nil {
+			s.log.Error("discordsim: encoding dispatch", "event", event, "err", err)
+			return
+		}
 	}
 	var mv *msgVariant
 	if guildID != 0 && (event == "MESSAGE_CREATE" || event == "MESSAGE_UPDATE") {
@@ -24,8 +36,9 @@ func (s *Server) dispatch(guildID Snowflake, event string, d any) {
 	s.gw.dispatchRaw(guildID, event, body, mv)
 }
 
-// Dispatch sends a custom event (d is JSON-encoded) as if Discord emitted it
-// for guildID, for tests that need an event the simulator does not generate.
+// Dispatch sends a custom event (d is JSON-encoded; a json.RawMessage is
+// sent as is if valid) as if Discord emitted it for guildID, for tests that
+// need an event the simulator does not generate.
 func (s *Server) Dispatch(guildID Snowflake, event string, d any) { s.dispatch(guildID, event, d) }
 
 // dispatchRaw sends the encoded d and returns how many sessions got it.

@@ -92,7 +92,7 @@ func TestFidelityGatewayDiscordgo(t *testing.T) {
 			return f()
 		}
 	}
-	waitUntil(t, 10*time.Second, "READY and 12 GUILD_CREATEs", locked(func() bool { return ready != nil && len(guilds) == 12 }))
+	waitUntil(t, 20*time.Second, "READY and 12 GUILD_CREATEs", locked(func() bool { return ready != nil && len(guilds) == 12 }))
 	mu.Lock()
 	sessionID := ready.SessionID
 	if ready.User.ID != sim.Bots()[0].ID.String() || len(ready.Guilds) != 12 {
@@ -115,7 +115,7 @@ func TestFidelityGatewayDiscordgo(t *testing.T) {
 	if _, err := dg.ChannelMessageSend(textID, "over rest"); err != nil {
 		t.Fatalf("ChannelMessageSend: %v", err)
 	}
-	waitUntil(t, 10*time.Second, "MESSAGE_CREATE of the REST message", locked(func() bool { return messages["over rest"] }))
+	waitUntil(t, 20*time.Second, "MESSAGE_CREATE of the REST message", locked(func() bool { return messages["over rest"] }))
 
 	// Forced disconnect: discordgo must resume, not identify again.
 	if n := sim.Disconnect(SessionTarget(sessionID), CloseUnknownError); n != 1 {
@@ -127,7 +127,7 @@ func TestFidelityGatewayDiscordgo(t *testing.T) {
 		"timestamp": time.Now().UTC().Format(time.RFC3339),
 	})
 	waitUntil(t, 20*time.Second, "RESUMED", locked(func() bool { return resumed == 1 }))
-	waitUntil(t, 10*time.Second, "the event sent while disconnected", locked(func() bool { return messages["while away"] }))
+	waitUntil(t, 20*time.Second, "the event sent while disconnected", locked(func() bool { return messages["while away"] }))
 	st := sim.GatewayStats()
 	if st.Identifies != 1 || st.Resumes != 1 {
 		t.Fatalf("identifies %d resumes %d, want 1 and 1 (%+v)", st.Identifies, st.Resumes, st)

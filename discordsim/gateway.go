@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,11 @@ type gatewayState struct {
 	memberReq map[[2]Snowflake]time.Time // (bot, guild) -> last full member request
 
 	stats gatewayCounters
+
+	// afterWrite, if set before the first connection, runs in each writer
+	// after a batch is flushed and before it is recorded as sent: tests use
+	// it to hold a writer in the window the accounting must cover.
+	afterWrite func(batch []outItem)
 }
 
 type budget struct {
@@ -340,9 +346,10 @@ type gwConn struct {
 	windowStart time.Time
 
 	// Writer-goroutine state.
-	zbuf bytes.Buffer
-	zw   *zlib.Writer
-	zstd *zstd.Encoder
+	flying []*session // sessions of the batch being written
+	zbuf   bytes.Buffer
+	zw     *zlib.Writer
+	zstd   *zstd.Encoder
 }
 
 func newGWConn(g *gatewayState, ws *websocket.Conn, comp compression, v int) (*gwConn, error) {
@@ -466,6 +473,18 @@ func (c *gwConn) writeLoop() {
 			}
 			return
 		}
+		// Mark the batch's sessions as being written before any of it can
+		// reach the client (bufio may flush mid-batch): a snapshot of the
+		// accounting taken after the client saw an event then waits for
+		// this batch to be recorded instead of missing it. A connection
+		// serves one session, so this is almost always one begin.
+		flying := c.flying[:0]
+		for i := range items {
+			if s := items[i].sess; items[i].seq != 0 && !slices.Contains(flying, s) {
+				s.sent.begin()
+				flying = append(flying, s)
+			}
+		}
 		var failed error
 		written := 0
 		for ; written < len(items); written++ {
@@ -476,6 +495,9 @@ func (c *gwConn) writeLoop() {
 		}
 		if failed == nil {
 			failed = bw.Flush()
+			if h := c.g.afterWrite; h != nil {
+				h(items)
+			}
 		} else {
 			written = 0 // nothing of a failed batch is known to have arrived
 		}
@@ -485,6 +507,11 @@ func (c *gwConn) writeLoop() {
 			}
 		}
 		c.g.stats.countEvents(items[:written])
+		for _, s := range flying {
+			s.sent.end()
+		}
+		clear(flying)
+		c.flying = flying[:0]
 		clear(items)
 		c.mu.Lock()
 		c.spare = items[:0]

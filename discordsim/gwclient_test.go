@@ -215,10 +215,11 @@ func (c *testClient) readErr() error {
 	return c.err
 }
 
-// closeCode waits for the connection to end and returns the server's close code.
+// closeCode waits (up to 20 s, as next) for the connection to end and
+// returns the server's close code.
 func (c *testClient) closeCode() int {
 	c.t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for {
 		select {
 		case _, ok := <-c.in:

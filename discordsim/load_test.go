@@ -305,7 +305,9 @@ func BenchmarkLoadPaced(b *testing.B) {
 func TestEveryEventReachedEveryShard(t *testing.T) {
 	t.Parallel()
 	const shards = 8
-	s := newSim(t, Config{Guilds: 200, Members: 20_000, Shards: shards, MaxConcurrency: shards})
+	// The clients never heartbeat: an hour-long interval keeps a slow run
+	// (race detector, busy machine) from timing their sessions out.
+	s := newSim(t, Config{Guilds: 200, Members: 20_000, Shards: shards, MaxConcurrency: shards, HeartbeatInterval: time.Hour})
 	type shardClient struct {
 		c       *testClient
 		session string
@@ -365,6 +367,8 @@ func TestEveryEventReachedEveryShard(t *testing.T) {
 				sc.got[*p.S] = true
 			}
 		}
+		// The client has every seq up to lastSeq, so the writer has
+		// flushed them; SentSeqs waits for a batch still being recorded.
 		set, _ := s.SentSeqs(sc.session)
 		if missing := set.Missing(sc.got); len(missing) > 0 {
 			t.Fatalf("shard %d: %d sent events never arrived, first %v", i, len(missing), missing[0])

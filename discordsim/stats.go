@@ -15,9 +15,42 @@ type SeqRange struct {
 
 // seqSet records which sequence numbers were written, as sorted disjoint
 // ranges: a session that sent a million events in order costs one range.
+//
+// A writer records a batch only once it is known to be written, but the
+// client may read the batch's first bytes before that. So that the
+// accounting is exact for a caller who has already seen an event arrive,
+// writers bracket each batch with begin and end, and snapshot waits for the
+// batches in flight when it was called (bounded by the write deadline).
 type seqSet struct {
 	mu     sync.Mutex
 	ranges []SeqRange
+	// flying counts batches being written; idle counts the times flying
+	// fell to zero, so a snapshot waits for the batches in flight when it
+	// started and not for later ones (no starvation under constant load).
+	flying int
+	idle   uint64
+	cond   *sync.Cond
+}
+
+// begin marks a batch that may contain this session's events as being
+// written. Call it before any byte of the batch reaches the socket.
+func (s *seqSet) begin() {
+	s.mu.Lock()
+	s.flying++
+	s.mu.Unlock()
+}
+
+// end closes a batch begun with begin, after its written seqs were added.
+func (s *seqSet) end() {
+	s.mu.Lock()
+	s.flying--
+	if s.flying == 0 {
+		s.idle++
+		if s.cond != nil {
+			s.cond.Broadcast()
+		}
+	}
+	s.mu.Unlock()
 }
 
 func (s *seqSet) add(seq int64) {
@@ -58,9 +91,19 @@ func (s *seqSet) add(seq int64) {
 	}
 }
 
+// snapshot returns the written ranges once every batch in flight at the
+// call has been written and recorded (or has failed).
 func (s *seqSet) snapshot() []SeqRange {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.flying > 0 {
+		if s.cond == nil {
+			s.cond = sync.NewCond(&s.mu)
+		}
+		for start := s.idle; s.flying > 0 && s.idle == start; {
+			s.cond.Wait()
+		}
+	}
 	return slices.Clone(s.ranges)
 }
 
@@ -211,9 +254,18 @@ type ShardStats struct {
 	Sent int64 `json:"sent"`
 }
 
-// GatewayStats returns a snapshot of the gateway accounting.
+// GatewayStats returns a snapshot of the gateway accounting. It covers
+// every dispatch a client has already received: the sessions' snapshots
+// wait for batches being written, and the counters are read after them.
 func (s *Server) GatewayStats() GatewayStats {
 	c := &s.gw.stats
+	c.mu.Lock()
+	order := slices.Clone(c.order)
+	c.mu.Unlock()
+	sessions := make([]SessionStats, 0, len(order))
+	for _, sess := range order {
+		sessions = append(sessions, sess.stats())
+	}
 	st := GatewayStats{
 		Connections: c.connections.Load(), Identifies: c.identifies.Load(), IdentifyRateLimited: c.identifyRateLimited.Load(),
 		Resumes: c.resumes.Load(), ResumeFailed: c.resumeFailed.Load(), InvalidSessions: c.invalidSessions.Load(),
@@ -221,7 +273,7 @@ func (s *Server) GatewayStats() GatewayStats {
 		TokenResets: c.tokenResets.Load(), MemberRequests: c.memberRequests.Load(),
 		MemberRequestsLimited: c.memberRequestsLimited.Load(), Dispatches: c.dispatches.Load(),
 		Closes: map[string]int64{}, ClientCloses: map[string]int64{}, Events: map[string]int64{},
-		Sessions: []SessionStats{},
+		Sessions: sessions,
 	}
 	c.mu.Lock()
 	for k, v := range c.closes {
@@ -233,12 +285,9 @@ func (s *Server) GatewayStats() GatewayStats {
 	for k, v := range c.events {
 		st.Events[k] = v
 	}
-	order := slices.Clone(c.order)
 	c.mu.Unlock()
 	byShard := map[[2]int]*ShardStats{}
-	for _, sess := range order {
-		ss := sess.stats()
-		st.Sessions = append(st.Sessions, ss)
+	for _, ss := range sessions {
 		sh := byShard[ss.Shard]
 		if sh == nil {
 			sh = &ShardStats{Shard: ss.Shard}
