@@ -452,10 +452,13 @@ func truncate(s string, n int) string {
 // interaction routes carry their token in the path and are checked by their
 // handlers; they have no bot owner for ratelimits.
 func (rs *restState) authenticate(c *reqCtx) bool {
-	if c.route.auth != authBot {
+	h := c.r.Header.Get("Authorization")
+	if c.route.auth == authOptional && h == "" {
 		return true
 	}
-	h := c.r.Header.Get("Authorization")
+	if c.route.auth == authToken {
+		return true
+	}
 	tok, ok := strings.CutPrefix(h, "Bot ")
 	if !ok || tok == "" {
 		c.unauthorized()
@@ -484,7 +487,7 @@ func (rs *restState) limit(c *reqCtx) bool {
 	}
 	if rt.major >= 0 {
 		c.major = uint64(c.ids[rt.major])
-		if c.route.auth != authBot {
+		if c.route.auth == authToken {
 			c.token = c.params[rt.major+1]
 		}
 	}

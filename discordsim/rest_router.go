@@ -15,6 +15,9 @@ const (
 	// authToken routes carry a webhook or interaction token in the path,
 	// right after the id that is their major parameter.
 	authToken
+	// authOptional routes (GET /gateway) need no Authorization; a bot's
+	// valid header still counts the request against that bot.
+	authOptional
 )
 
 // routeDef is one row of the route table: the route as documented, its

@@ -7,7 +7,7 @@ package discordsim
 // but missing here answer 404 {"message": "404: Not Found", "code": 0}.
 func restRoutes() []routeDef {
 	return []routeDef{
-		{method: "GET", path: "/gateway", bucket: "gateway", handle: handleGateway},
+		{method: "GET", path: "/gateway", bucket: "gateway", auth: authOptional, handle: handleGateway},
 		{method: "GET", path: "/gateway/bot", bucket: "gateway", handle: handleGatewayBot},
 		{method: "GET", path: "/users/@me", bucket: "users-me", handle: handleGetMe},
 		{method: "GET", path: "/users/{user.id}", bucket: "default", handle: handleGetUser},
