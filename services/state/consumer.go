@@ -40,6 +40,8 @@ func newConsumer(s *Server, c *cache.Cache, addr string) (*consumer, error) {
 
 // run consumes until ctx is cancelled, reconnecting with capped exponential backoff.
 func (k *consumer) run(ctx context.Context) {
+	k.s.consumers.Add(1)
+	defer k.s.consumers.Add(-1)
 	defer func() { _ = k.conn.Close() }()
 	backoff := k.s.cfg.ReconnectMin
 	for {

@@ -55,6 +55,11 @@ type Config struct {
 	PollInterval time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between Consume reconnects.
 	ReconnectMin, ReconnectMax time.Duration
+	// ResolveInterval is how often a dns:///name:port gateway address is resolved again, to
+	// follow gateway pods as they come and go (default 30 s).
+	ResolveInterval time.Duration
+	// LookupHost resolves gateway names (default: net.DefaultResolver.LookupHost).
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 	// Now is the clock (timeouts in permissions); nil is time.Now.
 	Now func() time.Time
 }
@@ -70,6 +75,8 @@ func DefaultConfig() Config {
 		PollInterval: 20 * time.Millisecond,
 		ReconnectMin: 100 * time.Millisecond,
 		ReconnectMax: 10 * time.Second,
+
+		ResolveInterval: 30 * time.Second,
 	}
 }
 
@@ -150,6 +157,8 @@ type Server struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// consumers counts the Consume streams kept open (one per gateway pod).
+	consumers atomic.Int64
 }
 
 var (
@@ -220,6 +229,15 @@ func (s *Server) Start(ctx context.Context) error {
 	cctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	for _, addr := range s.cfg.Gateways {
+		if name, ok := strings.CutPrefix(addr, "dns:///"); ok {
+			// Every pod behind the name owns other shards: consume from each.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.follow(cctx, c, name)
+			}()
+			continue
+		}
 		cons, err := newConsumer(s, c, addr)
 		if err != nil {
 			cancel()
