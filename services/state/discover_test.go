@@ -58,6 +58,11 @@ func TestFollowsEveryGatewayPod(t *testing.T) {
 	}
 	cl := statev1.NewStateServiceClient(runService(t, st))
 	var last *statev1.GetStatsResponse
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last stats: %v; consumers: %d", last, st.consumers.Load())
+		}
+	})
 	waitFor(t, "every guild of both pods' shards cached", func() bool {
 		s, err := cl.GetStats(t.Context(), &statev1.GetStatsRequest{})
 		if err != nil {
@@ -66,9 +71,6 @@ func TestFollowsEveryGatewayPod(t *testing.T) {
 		last = s
 		return s.GetGuilds() == guilds && s.GetUnavailableGuilds() == 0
 	})
-	if t.Failed() {
-		t.Logf("last stats: %v", last)
-	}
 	if n := st.consumers.Load(); n != 2 {
 		t.Fatalf("%d consumers, want one per gateway pod (2)", n)
 	}
