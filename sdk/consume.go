@@ -7,11 +7,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,6 +34,7 @@ type consumers struct {
 	mu     sync.Mutex
 	active map[*stream]struct{}
 	wg     sync.WaitGroup
+	joined atomic.Int64 // streams that got Subscribed and are still open
 }
 
 func newConsumers(b *Bot, d *dispatcher, names []string) *consumers {
@@ -64,6 +68,15 @@ func (c *consumers) run(ctx context.Context) error {
 		conns = append(conns, cc)
 		c.wg.Add(1)
 		go c.loop(sctx, target, cc)
+	}
+	if c.b.cfg.httpListen != "" {
+		stopHTTP, err := c.serveHTTP(c.b.cfg.httpListen)
+		if err != nil {
+			scancel()
+			c.wg.Wait()
+			return err
+		}
+		defer stopHTTP()
 	}
 	c.b.log.Info("worker running", "gateways", c.b.cfg.gateways, "events", c.names)
 
@@ -227,6 +240,8 @@ func (c *consumers) consume(ctx context.Context, target string, client gatewayv1
 	c.mu.Lock()
 	c.active[s] = struct{}{}
 	c.mu.Unlock()
+	c.joined.Add(1)
+	defer c.joined.Add(-1)
 	defer func() {
 		c.mu.Lock()
 		delete(c.active, s)
@@ -336,4 +351,45 @@ func (s *stream) sender() {
 			return
 		}
 	}
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz on addr until the returned
+// function is called.
+func (c *consumers) serveHTTP(addr string) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("kubecord sdk: HTTP listener %s: %w", addr, err)
+	}
+	gatherer := prometheus.DefaultGatherer
+	if g, ok := c.b.cfg.registerer.(prometheus.Gatherer); ok {
+		gatherer = g
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case c.draining.Load():
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+		case c.joined.Load() == 0:
+			http.Error(w, "not joined to any gateway yet", http.StatusServiceUnavailable)
+		default:
+			_, _ = io.WriteString(w, "ready\n")
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.b.log.Error("HTTP listener", "err", err)
+		}
+	}()
+	c.b.log.Info("serving /metrics, /healthz, /readyz", "addr", l.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }

@@ -92,6 +92,7 @@ type config struct {
 	restBot         string
 	resolveInterval time.Duration
 	shardIDs        []uint32
+	httpListen      string
 }
 
 // Option configures a Bot.
@@ -231,6 +232,15 @@ func WithREST(addr string, bot ...string) Option {
 	}
 }
 
+// WithHTTP serves /metrics, /healthz and /readyz on addr while Run runs, for
+// Prometheus and Kubernetes probes. /readyz answers 200 once the worker has
+// joined its group on at least one gateway and 503 while it drains. Metrics
+// come from the WithMetrics registerer when it is a Gatherer (the default
+// registerer is).
+func WithHTTP(addr string) Option {
+	return func(c *config) error { c.httpListen = addr; return nil }
+}
+
 // WithShards limits consumption to these shards (default: all of them).
 func WithShards(ids ...uint32) Option {
 	return func(c *config) error { c.shardIDs = append(c.shardIDs, ids...); return nil }
@@ -238,7 +248,8 @@ func WithShards(ids ...uint32) Option {
 
 // WithEnv reads the usual environment: KUBECORD_GATEWAYS (comma-separated),
 // KUBECORD_GROUP, KUBECORD_MEMBER_ID, KUBECORD_STATE_ADDR, KUBECORD_REST_ADDR,
-// KUBECORD_REST_BOT and KUBECORD_AUTH_SECRET. Options after it override it.
+// KUBECORD_REST_BOT, KUBECORD_AUTH_SECRET and KUBECORD_HTTP_LISTEN. Options
+// after it override it.
 func WithEnv() Option {
 	return func(c *config) error {
 		if v := os.Getenv("KUBECORD_GATEWAYS"); v != "" {
@@ -265,6 +276,9 @@ func WithEnv() Option {
 		}
 		if v := os.Getenv("KUBECORD_AUTH_SECRET"); v != "" {
 			c.client.AuthSecret = v
+		}
+		if v := os.Getenv("KUBECORD_HTTP_LISTEN"); v != "" {
+			c.httpListen = v
 		}
 		return nil
 	}

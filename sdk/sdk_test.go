@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,4 +221,59 @@ func TestDrainFinishesAndAcks(t *testing.T) {
 		t.Fatal("Run returned before the handler finished")
 	}
 	waitAcked(t, env, "bot")
+}
+
+// TestHTTPProbes checks the worker's /readyz, /healthz and /metrics.
+func TestHTTPProbes(t *testing.T) {
+	t.Parallel()
+	env := sdktest.Start(t, sdktest.Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	bot, err := sdk.New(append(env.BotOptions(), sdk.WithLogger(quiet), sdk.WithMetrics(reg), sdk.WithHTTP(addr))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan struct{}, 1)
+	sdk.On(bot, func(ctx context.Context, e *discordv1.MessageCreate) error {
+		select {
+		case handled <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	env.Run(t, bot)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after joining: %d %q, want 200", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d, want 200", code)
+	}
+	env.Say(t, "hello")
+	select {
+	case <-handled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no MESSAGE_CREATE handled")
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, "kubecord_sdk_handler_duration_seconds") {
+		t.Errorf("/metrics lacks the handler histogram:\n%s", body)
+	}
 }
