@@ -453,11 +453,14 @@ func truncate(s string, n int) string {
 // handlers; they have no bot owner for ratelimits.
 func (rs *restState) authenticate(c *reqCtx) bool {
 	h := c.r.Header.Get("Authorization")
-	if c.route.auth == authOptional && h == "" {
+	switch c.route.auth {
+	case authToken:
 		return true
-	}
-	if c.route.auth == authToken {
-		return true
+	case authOptional:
+		if h == "" {
+			return true
+		}
+	case authBot:
 	}
 	tok, ok := strings.CutPrefix(h, "Bot ")
 	if !ok || tok == "" {
