@@ -13,9 +13,10 @@
 //
 // A member grants credit: the most events it holds unacknowledged (max in flight). It acks
 // each event it handled by the delivery tag it was handed. When a member leaves, is replaced
-// or is evicted for not acking within Config.AckTimeout, its unacked events go back to the
-// front of their keys' queues and are delivered again, to whichever member now owns the key,
-// flagged as redelivered with their attempt number.
+// or is evicted for not acking within Config.AckTimeout, its unacked events go back into
+// their keys' queues in publish order, ahead of the keys' later events, and are delivered
+// again, to whichever member now owns the key, flagged as redelivered with their attempt
+// number. Nacked (requeued) events go back the same way.
 //
 // # Ordering guarantee
 //

@@ -161,8 +161,8 @@ func (g *group) dropOldest() {
 	e := g.head
 	g.unlink(e)
 	ks := g.keys[e.key]
-	// The oldest buffered event is always the head of its key's queue: both orders are
-	// publish order, and requeued events go to the front of both.
+	// The buffer's head is the head of its key's queue (requeue keeps each key's events in
+	// queue order in the list too); the search is only defensive.
 	if i := slices.Index(ks.q, e); i >= 0 {
 		ks.q[i] = nil
 		ks.q = slices.Delete(ks.q, i, i+1)
@@ -222,6 +222,19 @@ func (g *group) pushFront(e *entry) {
 		g.tail = e
 	}
 	g.head = e
+	g.count++
+	g.bytes += e.size
+}
+
+// insertAfter links e into the buffer list right after at, which is in the list.
+func (g *group) insertAfter(at, e *entry) {
+	e.prev, e.next = at, at.next
+	if at.next != nil {
+		at.next.prev = e
+	} else {
+		g.tail = e
+	}
+	at.next = e
 	g.count++
 	g.bytes += e.size
 }
@@ -308,8 +321,10 @@ func (g *group) reschedule() {
 		}
 		m.ready = m.ready[:0]
 	}
-	for _, ks := range g.keys {
-		g.schedule(ks)
+	// Keys in the age order of their oldest buffered event, not in map order: the oldest
+	// waiting keys are served first, and the outcome does not vary from run to run.
+	for e := g.head; e != nil; e = e.next {
+		g.schedule(g.keys[e.key])
 	}
 	for _, ks := range g.keys {
 		g.maybeForget(ks)
@@ -396,20 +411,31 @@ func (g *group) leave(m *Member, err error) {
 	g.reschedule()
 }
 
-// requeue puts in-flight entries (already removed from their member's map) back at the
-// front of their keys' queues and of the buffer, oldest first, for redelivery.
+// requeue puts in-flight entries (already removed from their member's map) back into their
+// keys' queues for redelivery, each at its publish-order place: ahead of the key's later
+// events, behind any earlier event of the key already requeued (a member may nack or leave
+// with an older event of the key requeued and not yet taken back). Inserting at the front
+// instead would deliver a later event of the key before an earlier one.
 func (g *group) requeue(held []*entry) {
-	// Newest first, each to the front, so both orders end up oldest first.
+	// Newest first, so the events that go to the front end up oldest first, and the result
+	// does not depend on the order held came in (a member's in-flight map).
 	slices.SortFunc(held, func(a, b *entry) int { return cmpUint64(b.rec.ord, a.rec.ord) })
 	for _, e := range held {
 		e.member = nil
 		ks := g.keys[e.key]
-		ks.q = slices.Insert(ks.q, 0, e)
+		i, _ := slices.BinarySearchFunc(ks.q, e.rec.ord, func(x *entry, ord uint64) int { return cmpUint64(x.rec.ord, ord) })
+		// The buffer list keeps each key's events in queue order (so its head is the head of
+		// its key's queue): right after the key's previous buffered event, else at the front.
+		if i > 0 {
+			g.insertAfter(ks.q[i-1], e)
+		} else {
+			g.pushFront(e)
+		}
+		ks.q = slices.Insert(ks.q, i, e)
 		ks.inflight--
 		if ks.inflight == 0 {
 			ks.owner = nil
 		}
-		g.pushFront(e)
 	}
 	g.enforceBounds()
 }

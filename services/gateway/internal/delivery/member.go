@@ -180,6 +180,11 @@ func (m *Member) Nack(requeue bool, tags ...uint64) (int, error) {
 			g.schedule(ks)
 		}
 	}
+	// Like an ack, a nack returns credit: wake the member even when the requeued keys were
+	// already in its ready ring (schedule only signals when it adds a key).
+	if len(held) > 0 && len(m.ready) > 0 {
+		m.signal()
+	}
 	return len(held), nil
 }
 

@@ -255,18 +255,22 @@ func runRandomized(t *testing.T, seed uint64) {
 			inflight[m] = slices.Clone(ds[n:])
 		case r < 88 && len(ms) > 0:
 			m := ms[rng.IntN(len(ms))]
+			// Nack a few held deliveries one by one, in random order: a key's events must go
+			// back in publish order whatever order they are given back in.
 			ds := inflight[m]
 			if len(ds) == 0 {
 				continue
 			}
-			i := rng.IntN(len(ds))
-			d := ds[i]
-			requeue := rng.IntN(2) == 0
-			md.nacked(m, d, requeue) // first: a requeue may overflow and drop, reported through the hook
-			if n, err := m.Nack(requeue, d.Tag); err != nil || n != 1 {
-				t.Fatalf("nack: n=%d err=%v", n, err)
+			rng.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
+			n := 1 + rng.IntN(len(ds))
+			for _, d := range ds[:n] {
+				requeue := rng.IntN(2) == 0
+				md.nacked(m, d, requeue) // first: a requeue may overflow and drop, reported through the hook
+				if k, err := m.Nack(requeue, d.Tag); err != nil || k != 1 {
+					t.Fatalf("nack: n=%d err=%v", k, err)
+				}
 			}
-			inflight[m] = slices.Delete(ds, i, i+1)
+			inflight[m] = slices.Clone(ds[n:])
 		case r < 92:
 			join(g)
 		case r < 97 && len(ms) > 0:
