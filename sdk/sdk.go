@@ -128,8 +128,9 @@ func WithGroup(name string) Option {
 	}
 }
 
-// WithMemberID sets a stable member id (default: the hostname), so a
-// restarted worker keeps its guilds.
+// WithMemberID sets a stable member id (default: host name and pid), so a
+// restarted worker keeps its guilds. A subscription with the id of a live
+// member takes over its stream: give every process its own id.
 func WithMemberID(id string) Option {
 	return func(c *config) error { c.memberID = id; return nil }
 }
@@ -304,11 +305,14 @@ func New(opts ...Option) (*Bot, error) {
 		}
 	}
 	if cfg.memberID == "" {
+		// A member id that is live is taken over by a new subscription, so
+		// two processes must not share one. Host name plus pid is stable for a
+		// restarted container (pid 1) and distinct between processes on a host.
 		h, err := os.Hostname()
 		if err != nil || h == "" {
 			h = "worker"
 		}
-		cfg.memberID = h
+		cfg.memberID = fmt.Sprintf("%s-%d", h, os.Getpid())
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()

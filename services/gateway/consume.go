@@ -52,6 +52,9 @@ func (s *Server) Consume(stream gatewayv1.GatewayService_ConsumeServer) error {
 		Events:      sub.GetEventNames(),
 		Shards:      shards,
 		MaxInFlight: credit,
+		// The contract: a live member id is taken over (its stream ends with ABORTED and its
+		// unacked deliveries move to the new stream), so a restarted worker keeps its guilds.
+		Replace: true,
 	}
 	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
 		req.Peer = p.Addr.String()
