@@ -1,0 +1,320 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	DefaultPrefix = "kubecord"
+	DefaultTTL    = 10 * time.Second
+	DefaultRenew  = 3 * time.Second
+)
+
+// Config configures a Redis manager.
+type Config struct {
+	// Prefix starts every key; empty means DefaultPrefix. Pods of one bot share it.
+	Prefix string
+	// PodID names this pod, unique among the live pods (the pod name). Required.
+	PodID string
+	// Shards is the bot's shard count. Required.
+	Shards int
+	// TTL is how long a lease and a heartbeat last without renewal: how long the
+	// shards of a dead pod stay unowned. 0 means DefaultTTL.
+	TTL time.Duration
+	// Renew is the interval between renewals, well under TTL so a slow Redis round
+	// trip does not lose leases. 0 means DefaultRenew.
+	Renew time.Duration
+	// Logger receives the manager's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Redis is a Manager sharing the shards among pods through leases in Redis.
+type Redis struct {
+	client   redis.UniversalClient
+	pod      string
+	shards   int
+	ttl      time.Duration
+	renew    time.Duration
+	log      *slog.Logger
+	podsKey  string
+	epochKey string
+	shardKey string // followed by the shard id
+	changes  changes
+
+	mu      sync.Mutex
+	value   string // lease value, pod:epoch, the fencing token of this run; empty until the first tick
+	owned   []int
+	started bool
+	stopped bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+var _ Manager = (*Redis)(nil)
+
+// New returns a Redis manager; Run starts it.
+func New(client redis.UniversalClient, cfg Config) (*Redis, error) {
+	if client == nil {
+		return nil, errors.New("lease: redis client is nil")
+	}
+	if cfg.PodID == "" {
+		return nil, errors.New("lease: pod id is empty")
+	}
+	if cfg.Shards < 1 {
+		return nil, fmt.Errorf("lease: %d shards, want at least 1", cfg.Shards)
+	}
+	if cfg.TTL < 0 || cfg.Renew < 0 {
+		return nil, fmt.Errorf("lease: TTL %s or renew interval %s is negative", cfg.TTL, cfg.Renew)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Renew == 0 {
+		cfg.Renew = DefaultRenew
+	}
+	if cfg.Renew >= cfg.TTL {
+		return nil, fmt.Errorf("lease: renew interval %s must be shorter than the TTL %s", cfg.Renew, cfg.TTL)
+	}
+	if cfg.TTL < time.Millisecond {
+		return nil, fmt.Errorf("lease: TTL %s is under Redis's 1ms precision", cfg.TTL)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// One hash tag for every key, so the scripts work on Redis Cluster too.
+	base := "{" + cfg.Prefix + "}:lease:"
+	return &Redis{
+		client:   client,
+		pod:      cfg.PodID,
+		shards:   cfg.Shards,
+		ttl:      cfg.TTL,
+		renew:    cfg.Renew,
+		log:      cfg.Logger.With("pod", cfg.PodID),
+		podsKey:  base + "pods",
+		epochKey: base + "epoch",
+		shardKey: base + "shard:",
+		changes:  newChanges(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+// tickScript renews this pod's heartbeat and leases, then moves it toward its
+// fair share: the live pods sorted by id get floor(shards/pods) each and the
+// first shards%pods of them one more, so the shares add up to exactly the
+// shard count and never exceed ceil(shards/pods). KEYS: pods zset, epoch counter, shard key prefix. ARGV: pod id,
+// lease value ("" on the first tick: the script makes one from a new epoch),
+// TTL ms, shard count, claim (1 when free shards may be taken), then the shards
+// this pod believes it owns (re-acquired when their lease vanished, as after a
+// Redis restart). Returns the lease value followed by the owned shards.
+var tickScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pods, base = KEYS[1], KEYS[3]
+local pod, value, ttl, n, claim = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+if value == '' then
+  value = pod .. ':' .. redis.call('INCR', KEYS[2])
+end
+redis.call('ZADD', pods, now + ttl, pod)
+redis.call('ZREMRANGEBYSCORE', pods, '-inf', now)
+local members = redis.call('ZRANGE', pods, 0, -1)
+table.sort(members)
+local live, rank = #members, 0
+for idx, m in ipairs(members) do
+  if m == pod then rank = idx - 1 end
+end
+local fair = math.floor(n / live)
+if rank < n % live then fair = fair + 1 end
+
+local owned, mine = {}, {}
+for i = 0, n - 1 do
+  if redis.call('GET', base .. i) == value then
+    owned[#owned + 1] = i
+    mine[i] = true
+  end
+end
+for j = 6, #ARGV do
+  local i = tonumber(ARGV[j])
+  if i ~= nil and i >= 0 and i < n and not mine[i] then
+    if redis.call('SET', base .. i, value, 'NX', 'PX', ttl) then
+      owned[#owned + 1] = i
+      mine[i] = true
+    end
+  end
+end
+table.sort(owned)
+while #owned > fair do
+  local i = table.remove(owned)
+  redis.call('DEL', base .. i)
+end
+for _, i in ipairs(owned) do
+  redis.call('PEXPIRE', base .. i, ttl)
+end
+if claim then
+  for i = 0, n - 1 do
+    if #owned >= fair then break end
+    if not mine[i] and redis.call('SET', base .. i, value, 'NX', 'PX', ttl) then
+      owned[#owned + 1] = i
+    end
+  end
+end
+table.sort(owned)
+local out = {value}
+for _, i in ipairs(owned) do out[#out + 1] = tostring(i) end
+return out
+`)
+
+// releaseScript deletes the leases holding this run's value and the heartbeat.
+// KEYS: pods zset, shard key prefix. ARGV: pod id, lease value, shard count.
+var releaseScript = redis.NewScript(`
+local released = 0
+for i = 0, tonumber(ARGV[3]) - 1 do
+  local k = KEYS[2] .. i
+  if redis.call('GET', k) == ARGV[2] then
+    redis.call('DEL', k)
+    released = released + 1
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return released
+`)
+
+// tick runs tickScript and records the result.
+func (r *Redis) tick(ctx context.Context, claim bool) error {
+	r.mu.Lock()
+	args := make([]any, 0, 5+len(r.owned))
+	args = append(args, r.pod, r.value, r.ttl.Milliseconds(), r.shards, 0)
+	if claim {
+		args[4] = 1
+	}
+	for _, s := range r.owned {
+		args = append(args, s)
+	}
+	r.mu.Unlock()
+	res, err := tickScript.Run(ctx, r.client, []string{r.podsKey, r.epochKey, r.shardKey}, args...).StringSlice()
+	if err != nil {
+		return fmt.Errorf("renewing shard leases in redis: %w", err)
+	}
+	if len(res) == 0 {
+		return errors.New("renewing shard leases in redis: empty reply")
+	}
+	owned := make([]int, 0, len(res)-1)
+	for _, s := range res[1:] {
+		id, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("renewing shard leases in redis: bad shard id %q: %w", s, err)
+		}
+		owned = append(owned, id)
+	}
+	r.mu.Lock()
+	if r.value == "" {
+		r.value = res[0]
+		r.log.Info("shard lease manager registered", "lease", r.value)
+	}
+	changed := !slices.Equal(owned, r.owned)
+	if changed {
+		r.log.Info("owned shards changed", "owned", owned, "was", r.owned)
+		r.owned = owned
+	}
+	r.mu.Unlock()
+	if changed {
+		r.changes.publish(owned)
+	}
+	return nil
+}
+
+// Run implements Manager. Free shards are claimed only after a successful tick,
+// so pods that start (or reconnect after a Redis restart) together see each
+// other's heartbeats before taking shards, instead of one taking everything and
+// handing most of it back. While Redis is unreachable the pod keeps its shards:
+// every pod loses Redis in a Redis outage, and stopping every shard would be
+// worse than the brief overlap a network partition of one pod can cause.
+func (r *Redis) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started || r.stopped {
+		r.mu.Unlock()
+		return errors.New("lease: Run called twice or after Stop")
+	}
+	r.started = true
+	r.mu.Unlock()
+	defer close(r.done)
+
+	t := time.NewTicker(r.renew)
+	defer t.Stop()
+	lastOK := false
+	for {
+		tctx, cancel := context.WithTimeout(ctx, r.renew)
+		err := r.tick(tctx, lastOK)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("shard lease renewal failed; keeping the owned shards", "err", err, "owned", r.Owned())
+		}
+		lastOK = err == nil
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.stop:
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Owned implements Manager.
+func (r *Redis) Owned() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.owned)
+}
+
+// Changes implements Manager.
+func (r *Redis) Changes() <-chan []int { return r.changes.ch }
+
+// Stop implements Manager. The owned set becomes empty even when the release
+// fails (the leases then expire after their TTL); the error says so.
+func (r *Redis) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil
+	}
+	r.stopped = true
+	started := r.started
+	close(r.stop)
+	r.mu.Unlock()
+	if started {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return fmt.Errorf("lease: waiting for Run to end: %w", ctx.Err())
+		}
+	}
+	r.mu.Lock()
+	value := r.value
+	r.owned = nil
+	r.mu.Unlock()
+	r.changes.publish(nil)
+	close(r.changes.ch)
+	if value == "" {
+		return nil
+	}
+	n, err := releaseScript.Run(ctx, r.client, []string{r.podsKey, r.shardKey}, r.pod, value, r.shards).Int()
+	if err != nil {
+		return fmt.Errorf("releasing shard leases in redis (they expire in %s): %w", r.ttl, err)
+	}
+	r.log.Info("shard leases released", "released", n)
+	return nil
+}
