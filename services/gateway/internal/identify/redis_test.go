@@ -18,7 +18,7 @@ import (
 // testToken has the user-id.timestamp.hmac form; it is made up.
 const testToken = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.c2VjcmV0LXBhcnQtb2YtdGhlLXRva2VuLTEyMzQ1"
 
-func newClient(t *testing.T, addr string) *redis.Client {
+func newClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = c.Close() })

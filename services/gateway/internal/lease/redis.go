@@ -118,8 +118,11 @@ func New(client redis.UniversalClient, cfg Config) (*Redis, error) {
 // shard count and never exceed ceil(shards/pods). KEYS: pods zset, epoch counter, shard key prefix. ARGV: pod id,
 // lease value ("" on the first tick: the script makes one from a new epoch),
 // TTL ms, shard count, claim (1 when free shards may be taken), then the shards
-// this pod believes it owns (re-acquired when their lease vanished, as after a
-// Redis restart). Returns the lease value followed by the owned shards.
+// this pod believes it owns: each is kept when its lease still holds this run's
+// value (compare-and-renew), re-acquired when the lease vanished (as after a
+// Redis restart) and dropped when another pod holds it. Only a pod under its
+// share scans the other shards, so a steady tick costs O(owned shards).
+// Returns the lease value followed by the owned shards.
 var tickScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -140,16 +143,11 @@ local fair = math.floor(n / live)
 if rank < n % live then fair = fair + 1 end
 
 local owned, mine = {}, {}
-for i = 0, n - 1 do
-  if redis.call('GET', base .. i) == value then
-    owned[#owned + 1] = i
-    mine[i] = true
-  end
-end
 for j = 6, #ARGV do
   local i = tonumber(ARGV[j])
   if i ~= nil and i >= 0 and i < n and not mine[i] then
-    if redis.call('SET', base .. i, value, 'NX', 'PX', ttl) then
+    local v = redis.call('GET', base .. i)
+    if v == value or (v == false and redis.call('SET', base .. i, value, 'NX', 'PX', ttl)) then
       owned[#owned + 1] = i
       mine[i] = true
     end
@@ -163,11 +161,18 @@ end
 for _, i in ipairs(owned) do
   redis.call('PEXPIRE', base .. i, ttl)
 end
-if claim then
+if claim and #owned < fair then
   for i = 0, n - 1 do
     if #owned >= fair then break end
-    if not mine[i] and redis.call('SET', base .. i, value, 'NX', 'PX', ttl) then
-      owned[#owned + 1] = i
+    -- A lease already holding this run's value is adopted: the reply of an
+    -- earlier tick that took it may have been lost.
+    if not mine[i] then
+      local k = base .. i
+      local v = redis.call('GET', k)
+      if (v == value and redis.call('PEXPIRE', k, ttl) == 1) or (v == false and redis.call('SET', k, value, 'NX', 'PX', ttl)) then
+        owned[#owned + 1] = i
+        mine[i] = true
+      end
     end
   end
 end
