@@ -38,7 +38,8 @@ type RedisConfig struct {
 	Prefix string
 	// Limit is this pod's view of the limit, normally from GET /gateway/bot. It is
 	// written to Redis by NewRedis (see Update) and reseeds Redis if the shared
-	// state is lost. The zero-value defaults are those of MemoryConfig.Limit.
+	// state is lost. The zero value writes nothing: the limiter uses the shared
+	// limit, or MemoryConfig.Limit's defaults when Redis has none.
 	Limit SessionStartLimit
 	// Window is the identify window; 0 means DefaultWindow. Tests shorten it.
 	Window time.Duration
@@ -118,6 +119,17 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, cfg RedisConfig
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Limit == (SessionStartLimit{}) {
+		// No fresh limit: use the shared one, and the defaults only if Redis has
+		// none, rather than resetting every pod's budget to the default.
+		if r.last, err = normalize(cfg.Limit); err != nil {
+			return nil, err
+		}
+		if _, err := r.Limit(ctx); err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	if err := r.Update(ctx, cfg.Limit); err != nil {
 		return nil, err

@@ -379,3 +379,30 @@ func TestRedisBadInput(t *testing.T) {
 		t.Error("Wait(-1) = nil, want an error")
 	}
 }
+
+// TestRedisZeroLimitKeepsShared: a pod started without a fresh limit uses the
+// shared budget instead of resetting it to the default.
+func TestRedisZeroLimitKeepsShared(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a := newRedisLimiter(t, srv.Addr, RedisConfig{Prefix: "zero", Limit: SessionStartLimit{Total: 100, Remaining: 3, MaxConcurrency: 4}})
+	b := newRedisLimiter(t, srv.Addr, RedisConfig{Prefix: "zero"})
+	for _, r := range []*Redis{a, b} {
+		l, err := r.Limit(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Remaining != 3 || l.Total != 100 || l.MaxConcurrency != 4 {
+			t.Errorf("limit = %+v, want the shared 3 of 100 with max concurrency 4", l)
+		}
+	}
+	// Alone, the zero limit means MemoryConfig's defaults.
+	c := newRedisLimiter(t, srv.Addr, RedisConfig{Prefix: "zero-alone"})
+	l, err := c.Limit(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Remaining != 1000 || l.Total != 1000 || l.MaxConcurrency != 1 {
+		t.Errorf("default limit = %+v, want 1000 of 1000 with max concurrency 1", l)
+	}
+}
