@@ -15,7 +15,7 @@ import (
 
 	"github.com/kubecord/kubecord/discordsim"
 	restv1 "github.com/kubecord/kubecord/gen/kubecord/rest/v1"
-	"github.com/kubecord/kubecord/services/rest/internal/redisserver"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 // openLoad sends calls at rate per second for d, each in its own goroutine
@@ -173,7 +173,7 @@ func TestTwoBotsHaveTheirOwnLimits(t *testing.T) {
 func TestReplicasShareRedis(t *testing.T) {
 	t.Parallel()
 	const limit, window, d = 20, time.Second, 4 * time.Second
-	addr := redisserver.Start(t)
+	addr := redistest.Start(t).Addr
 	sim := startSim(t, discordsim.RESTConfig{Buckets: map[string]discordsim.BucketLimit{"message-create": {Limit: limit, Window: window}}})
 	ch := textChannels(t, sim, tokenA)[0]
 	var replicas []*service
@@ -320,7 +320,7 @@ func TestDeadlineAndQueueBound(t *testing.T) {
 func TestReplicasShareTheGlobalLimit(t *testing.T) {
 	t.Parallel()
 	const global, window, d = 30, time.Second, 3 * time.Second
-	addr := redisserver.Start(t)
+	addr := redistest.Start(t).Addr
 	sim := startSim(t, discordsim.RESTConfig{GlobalLimit: global, GlobalWindow: window,
 		Buckets: map[string]discordsim.BucketLimit{"messages-read": {Limit: 1000, Window: time.Second}}})
 	chans := textChannels(t, sim, tokenA)
@@ -347,7 +347,7 @@ func TestReplicasShareTheGlobalLimit(t *testing.T) {
 
 func TestRedisGoingAwayIsUnavailable(t *testing.T) {
 	t.Parallel()
-	rs := redisserver.StartServer(t)
+	rs := redistest.Start(t)
 	sim := startSim(t, discordsim.RESTConfig{})
 	cfg := serviceConfig(sim)
 	cfg.RedisURL = "redis://" + rs.Addr + "/0"

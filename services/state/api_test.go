@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	statev1 "github.com/kubecord/kubecord/gen/kubecord/state/v1"
+	"github.com/kubecord/kubecord/internal/redistest"
 	"github.com/kubecord/kubecord/services/state/internal/cache"
-	"github.com/kubecord/kubecord/services/state/internal/redistest"
 )
 
 const (
@@ -433,7 +433,7 @@ func TestConfigValidate(t *testing.T) {
 // serves what the first one applies, and its consistency waits see the first one's progress.
 func TestRedisReadReplica(t *testing.T) {
 	t.Parallel()
-	addr := redistest.Start(t)
+	addr := redistest.Start(t).Addr
 	open := func() cache.Store {
 		st, err := cache.NewRedis(t.Context(), "redis://"+addr, "kubecord:replica:")
 		if err != nil {

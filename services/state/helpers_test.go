@@ -14,8 +14,8 @@ import (
 	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
 	statev1 "github.com/kubecord/kubecord/gen/kubecord/state/v1"
 	"github.com/kubecord/kubecord/internal/discordjson"
+	"github.com/kubecord/kubecord/internal/redistest"
 	"github.com/kubecord/kubecord/services/state/internal/cache"
-	"github.com/kubecord/kubecord/services/state/internal/redistest"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -29,7 +29,7 @@ func storeKinds() []storeKind {
 	return []storeKind{
 		{"memory", func(testing.TB) cache.Store { return cache.NewMemory() }},
 		{"redis", func(t testing.TB) cache.Store {
-			addr := redistest.Start(t)
+			addr := redistest.Start(t).Addr
 			st, err := cache.NewRedis(t.Context(), "redis://"+addr, "kubecord:test:")
 			if err != nil {
 				t.Fatalf("NewRedis: %v", err)

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubecord/kubecord/services/gateway/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 // BenchmarkRedisWait measures an uncontended grant: one script round trip that

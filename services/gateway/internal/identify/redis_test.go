@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/gateway/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 // testToken has the user-id.timestamp.hmac form; it is made up.

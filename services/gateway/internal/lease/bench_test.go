@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/gateway/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 // BenchmarkTick measures one steady renewal round trip of a pod holding its

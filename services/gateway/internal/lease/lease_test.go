@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/gateway/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 const (

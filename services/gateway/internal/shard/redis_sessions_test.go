@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/gateway/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 const sessionTestToken = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.c2VjcmV0LXBhcnQtb2YtdGhlLXRva2VuLTEyMzQ1"

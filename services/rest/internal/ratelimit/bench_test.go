@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/rest/internal/redisserver"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 func BenchmarkParseRoute(b *testing.B) {
@@ -41,7 +41,7 @@ func BenchmarkWaitObserve(b *testing.B) {
 	}{
 		{"memory", func(*testing.B) Store { return NewMemoryStore() }},
 		{"redis", func(b *testing.B) Store {
-			rdb := redis.NewClient(&redis.Options{Addr: redisserver.Start(b)})
+			rdb := redis.NewClient(&redis.Options{Addr: redistest.Start(b).Addr})
 			b.Cleanup(func() { _ = rdb.Close() })
 			return NewRedisStore(rdb, "bench:")
 		}},
@@ -103,7 +103,7 @@ func BenchmarkBucketMemory(b *testing.B) {
 		}
 	})
 	b.Run("redis", func(b *testing.B) {
-		rdb := redis.NewClient(&redis.Options{Addr: redisserver.Start(b)})
+		rdb := redis.NewClient(&redis.Options{Addr: redistest.Start(b).Addr})
 		b.Cleanup(func() { _ = rdb.Close() })
 		ctx := context.Background()
 		used := func() float64 {

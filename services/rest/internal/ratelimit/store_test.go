@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/rest/internal/redisserver"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 // storeFactory returns a fresh, empty store for one test.
@@ -20,7 +20,7 @@ func memoryFactory(*testing.T) Store { return NewMemoryStore() }
 // redisFactory starts one redis-server for the calling test and hands out
 // stores with distinct prefixes, so subtests do not see each other's state.
 func redisFactory(t *testing.T) storeFactory {
-	addr := redisserver.Start(t)
+	addr := redistest.Start(t).Addr
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	var n atomic.Int64

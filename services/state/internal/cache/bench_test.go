@@ -17,7 +17,7 @@ import (
 
 	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
 	"github.com/kubecord/kubecord/internal/discordjson"
-	"github.com/kubecord/kubecord/services/state/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 // The benchmark world: KUBECORD_BENCH_GUILDS guilds (default 1,000) holding
@@ -236,7 +236,7 @@ func BenchmarkFootprint(b *testing.B) {
 			return &cacheTarget{c: New(NewMemory(), AllResources(), slog.New(slog.NewTextHandler(io.Discard, nil)))}
 		}},
 		{"redis", func(b *testing.B) footprintTarget {
-			addr := redistest.Start(b)
+			addr := redistest.Start(b).Addr
 			st, err := NewRedis(b.Context(), "redis://"+addr, "k:")
 			if err != nil {
 				b.Fatal(err)
@@ -297,7 +297,7 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			var st Store = NewMemory()
 			if kind == "redis" {
-				addr := redistest.Start(b)
+				addr := redistest.Start(b).Addr
 				r, err := NewRedis(b.Context(), "redis://"+addr, "k:")
 				if err != nil {
 					b.Fatal(err)

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubecord/kubecord/services/state/internal/redistest"
+	"github.com/kubecord/kubecord/internal/redistest"
 )
 
 func redisFactory() storeFactory {
 	return storeFactory{"redis", func(t *testing.T) Store {
-		addr := redistest.Start(t)
+		addr := redistest.Start(t).Addr
 		st, err := NewRedis(t.Context(), "redis://"+addr, "kubecord:test:")
 		if err != nil {
 			t.Fatalf("NewRedis: %v", err)

@@ -1,6 +1,7 @@
-// Package redistest runs a throwaway redis-server child process for the
-// gateway's tests: a real Redis on a free loopback port, without persistence,
-// stopped when the test ends.
+// Package redistest runs a throwaway redis-server child process for tests
+// across Kubecord (gateway leases and identify windows, the REST ratelimit
+// store, the state cache): a real Redis on a free loopback port, without
+// persistence, stopped when the test ends. Never a mock.
 package redistest
 
 import (
@@ -32,14 +33,14 @@ type Server struct {
 
 // Start runs redis-server on 127.0.0.1 and a free port with `--save ""
 // --appendonly no`, waits until it answers PING and stops it in t.Cleanup.
-// Without redis-server the test is skipped, unless the CI environment variable
+// Without redis-server the test is skipped, unless CI or KUBECORD_REQUIRE_REDIS
 // is set, where it fails: CI must not pass by skipping.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required when CI is set: %v", err)
+		if os.Getenv("CI") != "" || os.Getenv("KUBECORD_REQUIRE_REDIS") != "" {
+			t.Fatalf("redis-server is required here (CI or KUBECORD_REQUIRE_REDIS is set): %v", err)
 		}
 		t.Skipf("redis-server not installed: %v", err)
 	}
