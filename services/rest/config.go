@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Config struct {
 	// name none, defaulting to the only bot when there is one.
 	Bots       []Bot
 	DefaultBot string
+	// BotGlobalLimits sets Bot.GlobalLimit by bot name (--bot-global-limit
+	// name=N), for bots Discord gave a higher global limit.
+	BotGlobalLimits map[string]int
 	// HTTPListen is the HTTP passthrough's address; empty disables it.
 	HTTPListen string
 	// AuthSecret, when set, must be presented by passthrough callers that
@@ -156,6 +160,16 @@ func (c Config) withDefaults() Config {
 	if len(c.Bots) == 1 && c.DefaultBot == "" {
 		c.DefaultBot = c.Bots[0].Name
 	}
+	if len(c.BotGlobalLimits) > 0 {
+		bots := make([]Bot, len(c.Bots))
+		for i, b := range c.Bots {
+			if n, ok := c.BotGlobalLimits[b.Name]; ok {
+				b.GlobalLimit = n
+			}
+			bots[i] = b
+		}
+		c.Bots = bots
+	}
 	return c
 }
 
@@ -179,6 +193,14 @@ func (c Config) Validate() error {
 		}
 		names[b.Name] = true
 	}
+	for _, name := range sortedKeys(boolKeys(c.BotGlobalLimits)) {
+		switch n := c.BotGlobalLimits[name]; {
+		case !names[name]:
+			add("--bot-global-limit %s=%d: %q is not a configured bot (known: %s)", name, n, name, strings.Join(sortedKeys(names), ", "))
+		case n <= 0:
+			add("--bot-global-limit %s=%d: want a positive requests-per-second figure", name, n)
+		}
+	}
 	if c.DefaultBot != "" && !names[c.DefaultBot] {
 		add("--default-bot %q is not a configured bot (known: %s)", c.DefaultBot, strings.Join(sortedKeys(names), ", "))
 	}
@@ -194,6 +216,14 @@ func (c Config) Validate() error {
 		add("--invalid-limit %d: Discord bans the IP at 10,000 invalid requests per 10 minutes; stay well below", c.Limits.InvalidLimit)
 	}
 	return errors.Join(errs...)
+}
+
+func boolKeys(m map[string]int) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -247,6 +277,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(bv, "bot", "a bot as name=token (repeatable; tokens are never logged)")
 	fs.Var(bv, "bots", "bots as comma-separated name=token pairs")
 	fs.StringVar(&c.DefaultBot, "default-bot", c.DefaultBot, "bot used when a call names none (default: the only bot)")
+	fs.Func("bot-global-limit", "a bot's own global limit as name=requests-per-second (repeatable), for bots Discord gave more than --global-limit", func(v string) error {
+		name, n, ok := strings.Cut(v, "=")
+		limit, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || err != nil {
+			return fmt.Errorf("want name=requests-per-second, got %q", v)
+		}
+		if c.BotGlobalLimits == nil {
+			c.BotGlobalLimits = map[string]int{}
+		}
+		c.BotGlobalLimits[strings.TrimSpace(name)] = limit
+		return nil
+	})
 	fs.StringVar(&c.HTTPListen, "http-listen", c.HTTPListen, "HTTP passthrough address (/api/v{N}/...); empty disables")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis holding ratelimit state shared by replicas (redis://host:port/db); empty = memory, one replica")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key")

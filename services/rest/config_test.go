@@ -19,6 +19,14 @@ func TestConfigValidate(t *testing.T) {
 		{"empty token", func(c *Config) { c.Bots = []Bot{{Name: "a", Token: " "}} }, "empty token"},
 		{"unknown default", func(c *Config) { c.Bots = []Bot{{Name: "a", Token: "t"}}; c.DefaultBot = "b" }, "--default-bot"},
 		{"invalid limit past Discord's ban", func(c *Config) { c.Limits.InvalidLimit = 20000 }, "--invalid-limit"},
+		{"global limit of an unknown bot", func(c *Config) {
+			c.Bots = []Bot{{Name: "a", Token: "t1"}}
+			c.BotGlobalLimits = map[string]int{"b": 500}
+		}, `"b" is not a configured bot`},
+		{"zero bot global limit", func(c *Config) {
+			c.Bots = []Bot{{Name: "a", Token: "t1"}}
+			c.BotGlobalLimits = map[string]int{"a": 0}
+		}, "positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,5 +70,25 @@ func TestBotFlags(t *testing.T) {
 	}
 	if c := (Config{MaxRetries: -1}).withDefaults(); c.MaxRetries != 0 {
 		t.Errorf("MaxRetries -1 became %d, want 0 (none)", c.MaxRetries)
+	}
+}
+
+func TestBotGlobalLimitFlag(t *testing.T) {
+	t.Parallel()
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("rest", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--bots", "a=" + tokenA + ",b=" + tokenB, "--bot-global-limit", "b=1200"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Set("bot-global-limit", "b"); err == nil {
+		t.Error("--bot-global-limit without =N was accepted")
+	}
+	got := c.withDefaults()
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Bots[0].GlobalLimit != 0 || got.Bots[1].GlobalLimit != 1200 {
+		t.Errorf("global limits %d and %d, want 0 (the default) for a and 1200 for b", got.Bots[0].GlobalLimit, got.Bots[1].GlobalLimit)
 	}
 }
