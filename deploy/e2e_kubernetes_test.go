@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -139,7 +140,7 @@ func TestKubernetesStackRuns(t *testing.T) {
 				if err := proc.running(); err != nil {
 					return stopWaiting{err}
 				}
-				return probe(t, p, podAddr, name)
+				return probe(t, p, c, podAddr, name)
 			})
 		}
 	}
@@ -213,7 +214,7 @@ func podEnv(t *testing.T, c corev1.Container, o objects, secrets map[string]stri
 // kubelet would: gRPC health with the probe's service name, an HTTP GET, or
 // a TCP connect; exec probes run the command from the image, which the test
 // cannot, so it answers once the port of the container accepts connections.
-func probe(t *testing.T, p *corev1.Probe, podAddr map[string]string, workload string) error {
+func probe(t *testing.T, p *corev1.Probe, c corev1.Container, podAddr map[string]string, workload string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
@@ -233,6 +234,25 @@ func probe(t *testing.T, p *corev1.Probe, podAddr map[string]string, workload st
 			return fmt.Errorf("health of %q: %s", derefString(p.GRPC.Service), resp.GetStatus())
 		}
 		return nil
+	case p.HTTPGet != nil:
+		cp, ok := containerPorts(c)[p.HTTPGet.Port.String()]
+		if !ok {
+			return stopWaiting{fmt.Errorf("httpGet probe port %s is not a port of container %s", p.HTTPGet.Port.String(), c.Name)}
+		}
+		addr := podAddr[fmt.Sprintf("%s/%d", workload, cp.ContainerPort)]
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.HTTPGet.Path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 { // the kubelet's rule
+			return fmt.Errorf("GET %s: %s", p.HTTPGet.Path, resp.Status)
+		}
+		return nil
 	case p.Exec != nil:
 		for key, addr := range podAddr {
 			if strings.HasPrefix(key, workload+"/") {
@@ -241,7 +261,7 @@ func probe(t *testing.T, p *corev1.Probe, podAddr map[string]string, workload st
 		}
 		return fmt.Errorf("%s has no port to check", workload)
 	}
-	return fmt.Errorf("the test runs grpc and exec readiness probes, not %v", p.ProbeHandler)
+	return fmt.Errorf("the test runs grpc, httpGet and exec readiness probes, not %v", p.ProbeHandler)
 }
 
 func dialOnce(ctx context.Context, addr string) error {
