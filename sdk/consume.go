@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
+	"github.com/kubecord/kubecord/internal/discovery"
 	"github.com/kubecord/kubecord/internal/runtime"
 )
 
@@ -55,10 +56,18 @@ func (c *consumers) run(ctx context.Context) error {
 			_ = cc.Close()
 		}
 	}()
+	// Discoverers outlive the drain's wait on c.wg (they only resolve names);
+	// they end with sctx.
+	var discoverers sync.WaitGroup
+	defer discoverers.Wait()
+	defer scancel()
 	for _, target := range c.b.cfg.gateways {
 		if host, ok := strings.CutPrefix(target, "dns:///"); ok {
-			c.wg.Add(1)
-			go c.discover(sctx, host)
+			discoverers.Add(1)
+			go func() {
+				defer discoverers.Done()
+				c.discover(sctx, host)
+			}()
 			continue
 		}
 		cc, err := runtime.Dial(target, c.b.cfg.client)
@@ -82,7 +91,9 @@ func (c *consumers) run(ctx context.Context) error {
 
 	<-ctx.Done()
 	c.b.log.Info("draining: finishing accepted events")
+	c.mu.Lock()
 	c.draining.Store(true)
+	c.mu.Unlock()
 	close(c.stop)
 	handled := make(chan struct{})
 	go func() { c.d.close(); close(handled) }()
@@ -111,68 +122,29 @@ func (c *consumers) run(ctx context.Context) error {
 	return nil
 }
 
-// discover follows a DNS name and keeps a stream to every address it
-// resolves to.
+// discover keeps a stream to every gateway pod a DNS name resolves to. The
+// streams drain like the others: ctx ends only after the drain.
 func (c *consumers) discover(ctx context.Context, hostport string) {
-	defer c.wg.Done()
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		c.b.log.Error("gateway address: want dns:///name:port", "target", hostport, "err", err)
-		return
-	}
-	type peer struct {
-		cc     *grpc.ClientConn
-		cancel context.CancelFunc
-	}
-	peers := map[string]peer{}
-	defer func() {
-		for _, p := range peers {
-			p.cancel()
-			_ = p.cc.Close()
+	err := discovery.Follow(ctx, hostport, c.b.cfg.resolveInterval, nil, c.b.log, func(ctx context.Context, target string) {
+		// Under c.mu, so the drain's wait on c.wg never races this Add.
+		c.mu.Lock()
+		if c.draining.Load() {
+			c.mu.Unlock()
+			return // a pod found while draining gets no stream
 		}
-	}()
-	tick := time.NewTicker(c.b.cfg.resolveInterval)
-	defer tick.Stop()
-	for {
-		addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+		c.wg.Add(1)
+		c.mu.Unlock()
+		cc, err := runtime.Dial(target, c.b.cfg.client)
 		if err != nil {
-			c.b.log.Warn("resolving gateways", "name", host, "err", err)
-		}
-		seen := map[string]bool{}
-		for _, a := range addrs {
-			target := net.JoinHostPort(a, port)
-			seen[target] = true
-			if _, ok := peers[target]; ok || c.draining.Load() {
-				continue
-			}
-			cc, err := runtime.Dial(target, c.b.cfg.client)
-			if err != nil {
-				c.b.log.Error("gateway", "target", target, "err", err)
-				continue
-			}
-			pctx, cancel := context.WithCancel(ctx)
-			peers[target] = peer{cc: cc, cancel: cancel}
-			c.wg.Add(1)
-			go c.loop(pctx, target, cc)
-			c.b.log.Info("gateway discovered", "target", target)
-		}
-		if err == nil {
-			for t, p := range peers {
-				if !seen[t] {
-					p.cancel()
-					_ = p.cc.Close()
-					delete(peers, t)
-					c.b.log.Info("gateway gone", "target", t)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
+			c.wg.Done()
+			c.b.log.Error("gateway", "target", target, "err", err)
 			return
-		case <-c.stop:
-			return
-		case <-tick.C:
 		}
+		defer func() { _ = cc.Close() }()
+		c.loop(ctx, target, cc)
+	})
+	if err != nil {
+		c.b.log.Error("gateway discovery", "err", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -173,11 +174,31 @@ func TestOrderPanicsAndAcks(t *testing.T) {
 }
 
 // TestDrainFinishesAndAcks stops a worker while its handler runs: Run waits
-// for the handler, acks its event and leaves, so nothing is redelivered.
+// for the handler, acks its event and leaves, so nothing is redelivered. The
+// same holds for a gateway reached through a dns:/// name.
 func TestDrainFinishesAndAcks(t *testing.T) {
 	t.Parallel()
+	for _, viaDNS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dns=%v", viaDNS), func(t *testing.T) {
+			t.Parallel()
+			testDrain(t, viaDNS)
+		})
+	}
+}
+
+func testDrain(t *testing.T, viaDNS bool) {
 	env := sdktest.Start(t, sdktest.Options{})
-	bot, err := sdk.New(append(env.BotOptions(), sdk.WithLogger(quiet))...)
+	opts := append(env.BotOptions(), sdk.WithLogger(quiet))
+	if viaDNS {
+		_, port, err := net.SplitHostPort(env.GatewayAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = []sdk.Option{sdk.WithGateways("dns:///localhost:" + port), sdk.WithState(env.StateAddr),
+			sdk.WithREST(env.RESTAddr), sdk.WithGroup("bot"), sdk.WithMemberID("dns-worker"), sdk.WithMetrics(nil),
+			sdk.WithLogger(quiet)}
+	}
+	bot, err := sdk.New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
