@@ -191,6 +191,9 @@ func (c *consumers) consume(ctx context.Context, target string, client gatewayv1
 		EventNames:  c.names,
 		MaxInFlight: c.b.cfg.maxInFlight,
 		ShardIds:    c.b.cfg.shardIDs,
+		// Whatever is ready comes in one message (the gateway caps the count and bytes);
+		// each delivery is still handled and acked on its own.
+		MaxBatch: maxBatch,
 	}
 	if err := st.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Subscribe{Subscribe: sub}}); err != nil {
 		return fmt.Errorf("subscribing: %w", err)
@@ -233,16 +236,11 @@ func (c *consumers) consume(ctx context.Context, target string, client gatewayv1
 		}
 		switch k := msg.GetKind().(type) {
 		case *gatewayv1.ConsumeResponse_Delivery:
-			if c.draining.Load() {
-				continue // left unacked: redelivered to another member
-			}
-			redelivered := "false"
-			if k.Delivery.GetRedelivered() {
-				redelivered = "true"
-			}
-			c.b.metrics.deliveries.WithLabelValues(redelivered).Inc()
-			if !c.d.submit(work{d: k.Delivery, s: s}, c.stop) {
-				continue
+			c.deliver(k.Delivery, s)
+		case *gatewayv1.ConsumeResponse_DeliveryBatch:
+			c.b.metrics.batches.Inc()
+			for _, d := range k.DeliveryBatch.GetDeliveries() {
+				c.deliver(d, s)
 			}
 		case *gatewayv1.ConsumeResponse_Gap:
 			c.b.metrics.lost.Add(float64(k.Gap.GetLost()))
@@ -251,6 +249,23 @@ func (c *consumers) consume(ctx context.Context, target string, client gatewayv1
 		case *gatewayv1.ConsumeResponse_Heartbeat, *gatewayv1.ConsumeResponse_Subscribed:
 		}
 	}
+}
+
+// maxBatch is the Subscribe.max_batch the SDK asks for: the gateway's own cap.
+const maxBatch = 256
+
+// deliver hands one delivery to the dispatcher, unless the worker is draining: then it is
+// left unacked and the gateway redelivers it to another member.
+func (c *consumers) deliver(d *gatewayv1.Delivery, s *stream) {
+	if c.draining.Load() {
+		return
+	}
+	redelivered := "false"
+	if d.GetRedelivered() {
+		redelivered = "true"
+	}
+	c.b.metrics.deliveries.WithLabelValues(redelivered).Inc()
+	c.d.submit(work{d: d, s: s}, c.stop)
 }
 
 // stream is one Consume stream's send side: acks and nacks are batched by a

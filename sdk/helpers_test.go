@@ -59,3 +59,35 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// buffered returns how many events the gateway buffers for group.
+func buffered(t *testing.T, env *sdktest.Env, group string) uint64 {
+	t.Helper()
+	conn, err := runtime.Dial(env.GatewayAddr, runtime.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	resp, err := gatewayv1.NewGatewayServiceClient(conn).ListGroups(t.Context(), &gatewayv1.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range resp.GetGroups() {
+		if g.GetName() == group {
+			return g.GetBuffered()
+		}
+	}
+	return 0
+}
+
+// waitBuffered waits until the gateway buffers at least n events for group.
+func waitBuffered(t *testing.T, env *sdktest.Env, group string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for got := buffered(t, env, group); got < n; got = buffered(t, env, group) {
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s buffers %d events, never %d", group, got, n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling, bounded by the deadline
+	}
+}

@@ -11,6 +11,7 @@ type metrics struct {
 	errors     *prometheus.CounterVec
 	panics     *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
+	batches    prometheus.Counter
 	lost       prometheus.Counter
 	slow       *prometheus.CounterVec
 }
@@ -34,6 +35,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "kubecord_sdk_deliveries_total",
 			Help: "Events received from gateways; redelivered=true for redeliveries.",
 		}, []string{"redelivered"}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubecord_sdk_delivery_batches_total",
+			Help: "Gateway messages that carried several deliveries at once (DeliveryBatch).",
+		}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubecord_sdk_gap_events_total",
 			Help: "Events the gateway announced as lost for this group (Gap messages).",
@@ -57,6 +62,9 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.deliveries, err = register(r, m.deliveries); err != nil {
+		return nil, err
+	}
+	if m.batches, err = register(r, m.batches); err != nil {
 		return nil, err
 	}
 	if m.lost, err = register(r, m.lost); err != nil {

@@ -298,3 +298,60 @@ func TestHTTPProbes(t *testing.T) {
 		t.Errorf("/metrics lacks the handler histogram:\n%s", body)
 	}
 }
+
+// TestBacklogArrivesInBatches starts a worker after events piled up in its group: the
+// gateway sends them in DeliveryBatch messages, and every one is handled once, in order,
+// and acked.
+func TestBacklogArrivesInBatches(t *testing.T) {
+	t.Parallel()
+	env := sdktest.Start(t, sdktest.Options{Guilds: 1})
+	const n = 60
+	before := buffered(t, env, "bot") // READY, GUILD_CREATE: nobody consumes the group yet
+	for i := range n {
+		env.Say(t, fmt.Sprintf("backlog %d", i))
+	}
+	waitBuffered(t, env, "bot", before+n)
+	reg := prometheus.NewRegistry()
+	bot, err := sdk.New(append(env.BotOptions(), sdk.WithMetrics(reg), sdk.WithLogger(quiet))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	sdk.On(bot, func(ctx context.Context, e *discordv1.MessageCreate) error {
+		if c := e.GetMessage().GetContent(); strings.HasPrefix(c, "backlog ") {
+			mu.Lock()
+			got = append(got, c)
+			mu.Unlock()
+		}
+		return nil
+	})
+	env.Run(t, bot)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		k := len(got)
+		mu.Unlock()
+		if k >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handled %d of %d backlog messages in 20s", k, n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
+	}
+	waitAcked(t, env, "bot")
+	mu.Lock()
+	defer mu.Unlock()
+	for i, c := range got {
+		if want := fmt.Sprintf("backlog %d", i); c != want {
+			t.Fatalf("message %d handled is %q, want %q (once each, in order)", i, c, want)
+		}
+	}
+	if len(got) != n {
+		t.Errorf("handled %d messages, want %d", len(got), n)
+	}
+	if b := counterSum(t, reg, "kubecord_sdk_delivery_batches_total"); b == 0 {
+		t.Error("no DeliveryBatch message arrived: the backlog came one delivery per message")
+	}
+}

@@ -67,19 +67,24 @@ function consume(target, backoff = 100) {
       member_id: `${os.hostname()}-${process.pid}`,
       event_names: ['MESSAGE_CREATE'],
       max_in_flight: 64,
+      max_batch: 64,
     },
   });
   call.on('data', (resp) => {
     if (resp.kind === 'subscribed') {
       log('joined group', group, 'on', target, 'gateway', resp.subscribed.gateway_id);
       backoff = 100;
-    } else if (resp.kind === 'delivery') {
-      const d = resp.delivery;
-      handle(d.event)
-        .catch((err) => log('handler failed:', err.code, err.details || err.message))
-        .finally(() => {
-          if (!stopping) call.write({ ack: { delivery_ids: [d.delivery_id] } });
-        });
+    } else if (resp.kind === 'delivery' || resp.kind === 'delivery_batch') {
+      // A batch carries several deliveries in order (max_batch): handle them one
+      // after another, then ack them all in one message.
+      const ds = resp.kind === 'delivery' ? [resp.delivery] : resp.delivery_batch.deliveries;
+      (async () => {
+        for (const d of ds) {
+          await handle(d.event).catch((err) => log('handler failed:', err.code, err.details || err.message));
+        }
+      })().finally(() => {
+        if (!stopping) call.write({ ack: { delivery_ids: ds.map((d) => d.delivery_id) } });
+      });
     } else if (resp.kind === 'gap') {
       log('gateway lost', resp.gap.lost, 'events for this group');
     }

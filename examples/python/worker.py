@@ -60,7 +60,11 @@ def consume(target, group, rest, metadata):
         outbox.put(
             gateway_pb2.ConsumeRequest(
                 subscribe=gateway_pb2.Subscribe(
-                    group=group, member_id=member, event_names=["MESSAGE_CREATE"], max_in_flight=64
+                    group=group,
+                    member_id=member,
+                    event_names=["MESSAGE_CREATE"],
+                    max_in_flight=64,
+                    max_batch=64,
                 )
             )
         )
@@ -81,12 +85,17 @@ def consume(target, group, rest, metadata):
                 if kind == "subscribed":
                     log("joined group", group, "on", target, "gateway", resp.subscribed.gateway_id)
                     backoff = 0.1
-                elif kind == "delivery":
-                    try:
-                        handle(rest, metadata, resp.delivery.event)
-                    except grpc.RpcError as err:
-                        log("handler failed:", err.code(), err.details())
-                    outbox.put(gateway_pb2.ConsumeRequest(ack=gateway_pb2.Ack(delivery_ids=[resp.delivery.delivery_id])))
+                elif kind in ("delivery", "delivery_batch"):
+                    # A batch carries several deliveries in order (Subscribe.max_batch):
+                    # handle each, then ack them all in one message.
+                    deliveries = [resp.delivery] if kind == "delivery" else resp.delivery_batch.deliveries
+                    for d in deliveries:
+                        try:
+                            handle(rest, metadata, d.event)
+                        except grpc.RpcError as err:
+                            log("handler failed:", err.code(), err.details())
+                    ids = [d.delivery_id for d in deliveries]
+                    outbox.put(gateway_pb2.ConsumeRequest(ack=gateway_pb2.Ack(delivery_ids=ids)))
                 elif kind == "gap":
                     log("gateway lost", resp.gap.lost, "events for this group")
                 if STOP.is_set():

@@ -19,8 +19,15 @@ import (
 	"github.com/kubecord/kubecord/services/gateway/internal/delivery"
 )
 
-// sendBatch is how many deliveries the stream takes from the hub per lock round trip.
-const sendBatch = 64
+const (
+	// sendBatch is how many deliveries the stream takes from the hub per lock round trip.
+	sendBatch = 64
+	// maxDeliveryBatch caps Subscribe.max_batch: deliveries per DeliveryBatch message.
+	maxDeliveryBatch = 256
+	// maxBatchBytes bounds the encoded events of one DeliveryBatch, far below gRPC's default
+	// 4 MiB receive limit; a bigger event still goes out, alone.
+	maxBatchBytes = 1 << 20
+)
 
 // Consume implements gatewayv1.GatewayServiceServer: a member's event stream.
 func (s *Server) Consume(stream gatewayv1.GatewayService_ConsumeServer) error {
@@ -89,17 +96,18 @@ func (s *Server) Consume(stream gatewayv1.GatewayService_ConsumeServer) error {
 
 	heartbeat := time.NewTicker(s.cfg.StreamHeartbeat)
 	defer heartbeat.Stop()
+	snd := &deliverySender{stream: stream, group: m.Group(), rawOnly: sub.GetRawOnly(),
+		maxBatch: int(min(sub.GetMaxBatch(), maxDeliveryBatch))}
+	take := max(snd.maxBatch, sendBatch)
 	var buf []delivery.Item
 	for {
-		items, err := m.TryNext(buf, sendBatch)
+		items, err := m.TryNext(buf, take)
 		if err != nil {
 			return memberError(err)
 		}
 		buf = items
-		for _, it := range items {
-			if err := s.sendItem(stream, m.Group(), it, sub.GetRawOnly()); err != nil {
-				return err
-			}
+		if err := snd.send(items); err != nil {
+			return err
 		}
 		if len(items) > 0 {
 			continue
@@ -171,48 +179,123 @@ func (s *Server) consumeRequests(stream gatewayv1.GatewayService_ConsumeServer, 
 	}
 }
 
-// sendItem sends one delivery or gap. Deliveries are assembled around the event bytes
-// encoded once in HandleDispatch: the frame goes out as the unknown fields of an empty
-// ConsumeResponse, which proto marshalling emits verbatim, so the wire carries a normal
-// ConsumeResponse{delivery} without re-encoding the event for each group.
-func (s *Server) sendItem(stream gatewayv1.GatewayService_ConsumeServer, group string, it delivery.Item, rawOnly bool) error {
-	if g := it.Gap; g != nil {
-		return stream.Send(&gatewayv1.ConsumeResponse{Kind: &gatewayv1.ConsumeResponse_Gap{Gap: &gatewayv1.Gap{
-			Group:  group,
-			Lost:   g.Count,
-			Reason: gatewayv1.Gap_REASON_BUFFER_OVERFLOW,
-			Ranges: []*gatewayv1.ShardRange{{
-				From: &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.FirstSeq},
-				To:   &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.LastSeq},
-			}},
-		}}})
+// deliverySender writes a member's deliveries and gaps to its stream. Deliveries are
+// assembled around the event bytes encoded once in HandleDispatch: each frame goes out as the
+// unknown fields of an empty ConsumeResponse, which proto marshalling emits verbatim, so the
+// wire carries a normal ConsumeResponse{delivery} or ConsumeResponse{delivery_batch} without
+// re-encoding the event for each group. One sender per stream; not safe for concurrent use.
+type deliverySender struct {
+	stream   gatewayv1.GatewayService_ConsumeServer
+	group    string
+	rawOnly  bool
+	maxBatch int // deliveries per message; 0 or 1: no DeliveryBatch messages
+
+	msg   gatewayv1.ConsumeResponse // reused: Send marshals it before returning
+	frame []byte                    // reused frame buffer
+	strip []byte                    // reused buffer of raw_only events
+}
+
+// batchHeaderRoom is reserved in front of a batch's body for its tag and length, so the
+// header is written in place once the body's length is known (1 byte of tag, at most 10 of
+// varint).
+const batchHeaderRoom = 11
+
+// send sends items in order: gaps alone, runs of deliveries in batches when the member
+// accepts them.
+func (s *deliverySender) send(items []delivery.Item) error {
+	for len(items) > 0 {
+		if g := items[0].Gap; g != nil {
+			if err := s.sendGap(g); err != nil {
+				return err
+			}
+			items = items[1:]
+			continue
+		}
+		n, size := 1, len(items[0].Delivery.Event.Payload)
+		for n < len(items) && n < s.maxBatch && items[n].Gap == nil {
+			size += len(items[n].Delivery.Event.Payload)
+			if size > maxBatchBytes {
+				break
+			}
+			n++
+		}
+		if n == 1 {
+			s.frame = appendDeliveryFrame(s.frame[:0], items[0].Delivery, s.event(items[0].Delivery))
+		} else {
+			s.frame = s.appendBatchFrame(s.frame[:0], items[:n])
+		}
+		s.msg.ProtoReflect().SetUnknown(s.frame)
+		if err := s.stream.Send(&s.msg); err != nil {
+			return err
+		}
+		if cap(s.frame) > 4*maxBatchBytes {
+			s.frame = nil // one huge event (a big GUILD_CREATE) should not pin its buffer
+		}
+		items = items[n:]
 	}
-	payload := it.Delivery.Event.Payload
-	if rawOnly {
-		payload = stripTypedPayload(payload)
+	return nil
+}
+
+// event returns the encoded event to send for d.
+func (s *deliverySender) event(d delivery.Delivery) []byte {
+	if !s.rawOnly {
+		return d.Event.Payload
 	}
-	msg := &gatewayv1.ConsumeResponse{}
-	msg.ProtoReflect().SetUnknown(appendDeliveryFrame(nil, it.Delivery, payload))
-	return stream.Send(msg)
+	s.strip = appendStrippedEvent(s.strip[:0], d.Event.Payload)
+	return s.strip
+}
+
+// appendBatchFrame appends ConsumeResponse{delivery_batch: DeliveryBatch{deliveries}}.
+func (s *deliverySender) appendBatchFrame(b []byte, items []delivery.Item) []byte {
+	start := len(b)
+	b = append(b, make([]byte, batchHeaderRoom)...)
+	for _, it := range items {
+		b = appendDelivery(b, fieldDeliveryBatchDeliveries, it.Delivery, s.event(it.Delivery))
+	}
+	body := len(b) - start - batchHeaderRoom
+	hdr := protowire.SizeTag(fieldConsumeResponseDeliveryBatch) + protowire.SizeVarint(uint64(body))
+	at := start + batchHeaderRoom - hdr
+	h := protowire.AppendTag(b[at:at], fieldConsumeResponseDeliveryBatch, protowire.BytesType)
+	protowire.AppendVarint(h, uint64(body))
+	return append(b[:start], b[at:]...)
+}
+
+func (s *deliverySender) sendGap(g *delivery.Gap) error {
+	return s.stream.Send(&gatewayv1.ConsumeResponse{Kind: &gatewayv1.ConsumeResponse_Gap{Gap: &gatewayv1.Gap{
+		Group:  s.group,
+		Lost:   g.Count,
+		Reason: gatewayv1.Gap_REASON_BUFFER_OVERFLOW,
+		Ranges: []*gatewayv1.ShardRange{{
+			From: &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.FirstSeq},
+			To:   &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.LastSeq},
+		}},
+	}}})
 }
 
 // Field numbers of the messages assembled by hand; TestDeliveryFrame checks them against
 // the generated code.
 const (
-	fieldConsumeResponseDelivery = 2
-	fieldDeliveryID              = 1
-	fieldDeliveryEvent           = 2
-	fieldDeliveryEventID         = 3
-	fieldDeliveryRedelivered     = 4
-	fieldDeliveryAttempt         = 5
-	fieldEventIDShard            = 1
-	fieldEventIDSequence         = 2
-	firstEventPayloadField       = 100 // Event's oneof payload cases start here
+	fieldConsumeResponseDelivery      = 2
+	fieldConsumeResponseDeliveryBatch = 5
+	fieldDeliveryBatchDeliveries      = 1
+	fieldDeliveryID                   = 1
+	fieldDeliveryEvent                = 2
+	fieldDeliveryEventID              = 3
+	fieldDeliveryRedelivered          = 4
+	fieldDeliveryAttempt              = 5
+	fieldEventIDShard                 = 1
+	fieldEventIDSequence              = 2
+	firstEventPayloadField            = 100 // Event's oneof payload cases start here
 )
 
 // appendDeliveryFrame appends the wire encoding of ConsumeResponse{delivery: Delivery{...}}
 // whose event is the pre-encoded discordv1.Event in event.
 func appendDeliveryFrame(b []byte, d delivery.Delivery, event []byte) []byte {
+	return appendDelivery(b, fieldConsumeResponseDelivery, d, event)
+}
+
+// appendDelivery appends a Delivery as field number field (bytes) of the enclosing message.
+func appendDelivery(b []byte, field protowire.Number, d delivery.Delivery, event []byte) []byte {
 	id := d.Event.ID
 	idLen := 0
 	if id.Shard != 0 {
@@ -229,9 +312,9 @@ func appendDeliveryFrame(b []byte, d delivery.Delivery, event []byte) []byte {
 		body += protowire.SizeTag(fieldDeliveryRedelivered) + 1
 	}
 	if b == nil {
-		b = make([]byte, 0, protowire.SizeTag(fieldConsumeResponseDelivery)+protowire.SizeBytes(body))
+		b = make([]byte, 0, protowire.SizeTag(field)+protowire.SizeBytes(body))
 	}
-	b = protowire.AppendTag(b, fieldConsumeResponseDelivery, protowire.BytesType)
+	b = protowire.AppendTag(b, field, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(body))
 	b = protowire.AppendTag(b, fieldDeliveryID, protowire.VarintType)
 	b = protowire.AppendVarint(b, d.Tag)
@@ -260,16 +343,21 @@ func appendDeliveryFrame(b []byte, d delivery.Delivery, event []byte) []byte {
 // The input was produced by proto.Marshal in this process, so it is well formed; should it
 // not be, the event is passed through whole rather than dropped.
 func stripTypedPayload(event []byte) []byte {
-	out := make([]byte, 0, len(event))
+	return appendStrippedEvent(make([]byte, 0, len(event)), event)
+}
+
+// appendStrippedEvent appends event without its typed payload fields to dst.
+func appendStrippedEvent(dst, event []byte) []byte {
+	out := dst
 	rest := event
 	for len(rest) > 0 {
 		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
-			return event
+			return append(dst, event...)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
 		if m < 0 {
-			return event
+			return append(dst, event...)
 		}
 		if num < firstEventPayloadField {
 			out = append(out, rest[:n+m]...)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,10 +80,11 @@ type consumer struct {
 	cancel context.CancelFunc
 	sub    *gatewayv1.Subscribed
 
-	mu   sync.Mutex
-	got  []*gatewayv1.Delivery
-	gaps []*gatewayv1.Gap
-	done chan error
+	mu      sync.Mutex
+	got     []*gatewayv1.Delivery
+	gaps    []*gatewayv1.Gap
+	batches []int // deliveries per DeliveryBatch message received
+	done    chan error
 }
 
 func subscribe(t *testing.T, c gatewayv1.GatewayServiceClient, sub *gatewayv1.Subscribe, ack bool) *consumer {
@@ -114,21 +116,38 @@ func subscribe(t *testing.T, c gatewayv1.GatewayServiceClient, sub *gatewayv1.Su
 				cs.done <- err
 				return
 			}
+			var ds []*gatewayv1.Delivery
 			switch k := resp.GetKind().(type) {
 			case *gatewayv1.ConsumeResponse_Delivery:
+				ds = []*gatewayv1.Delivery{k.Delivery}
+			case *gatewayv1.ConsumeResponse_DeliveryBatch:
+				ds = k.DeliveryBatch.GetDeliveries()
 				cs.mu.Lock()
-				cs.got = append(cs.got, k.Delivery)
+				cs.batches = append(cs.batches, len(ds))
 				cs.mu.Unlock()
-				if ack {
-					if err := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: &gatewayv1.Ack{DeliveryIds: []uint64{k.Delivery.GetDeliveryId()}}}}); err != nil {
-						cs.done <- err
-						return
-					}
+				if len(ds) < 2 {
+					cs.t.Errorf("a DeliveryBatch of %d deliveries; lone deliveries come as Delivery", len(ds))
 				}
 			case *gatewayv1.ConsumeResponse_Gap:
 				cs.mu.Lock()
 				cs.gaps = append(cs.gaps, k.Gap)
 				cs.mu.Unlock()
+			}
+			if len(ds) == 0 {
+				continue
+			}
+			cs.mu.Lock()
+			cs.got = append(cs.got, ds...)
+			cs.mu.Unlock()
+			if ack {
+				ids := make([]uint64, 0, len(ds))
+				for _, d := range ds {
+					ids = append(ids, d.GetDeliveryId())
+				}
+				if err := stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Ack{Ack: &gatewayv1.Ack{DeliveryIds: ids}}}); err != nil {
+					cs.done <- err
+					return
+				}
 			}
 		}
 	}()
@@ -468,5 +487,143 @@ func TestMetricsCollector(t *testing.T) {
 		if found[name] != want {
 			t.Errorf("%s = %v, want %v", name, found[name], want)
 		}
+	}
+}
+
+// TestConsumeBatches checks DeliveryBatch over a real stream: members that ask for batches
+// get runs of ready deliveries together (bounded by max_batch, the server's cap and the
+// byte bound), lone deliveries and members that did not ask get Delivery, gaps come before
+// the batch that follows them, and every event arrives once, in order.
+func TestConsumeBatches(t *testing.T) {
+	t.Parallel()
+	big := func(seq uint64) shard.Dispatch {
+		d := messageCreate(0, seq, 900000000000000001)
+		d.Data = []byte(strings.Replace(string(d.Data), `"content":"hello`, `"content":"`+strings.Repeat("x", 200_000), 1))
+		return d
+	}
+	tests := []struct {
+		name        string
+		maxBatch    uint32
+		credit      uint32
+		rawOnly     bool
+		buffer      int // group buffer bound; 0 = default
+		events      int
+		event       func(seq uint64) shard.Dispatch
+		wantBatches []int
+		wantSingles int
+		wantLost    uint64
+	}{
+		{name: "no batches asked", maxBatch: 0, credit: 100, events: 40, wantSingles: 40},
+		{name: "max_batch 1", maxBatch: 1, credit: 100, events: 10, wantSingles: 10},
+		{name: "runs of 16", maxBatch: 16, credit: 100, events: 40, wantBatches: []int{16, 16, 8}},
+		{name: "raw only", maxBatch: 16, credit: 100, rawOnly: true, events: 20, wantBatches: []int{16, 4}},
+		{name: "capped at 256", maxBatch: 5000, credit: 256, events: 300, wantBatches: []int{256, 44}},
+		{name: "lone delivery", maxBatch: 16, credit: 100, events: 1, wantSingles: 1},
+		{name: "byte bound", maxBatch: 16, credit: 100, events: 5, event: big, wantBatches: []int{2, 2}, wantSingles: 1},
+		{name: "gap first", maxBatch: 16, credit: 100, buffer: 4, events: 10, wantBatches: []int{4}, wantLost: 6},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestServer(t, Config{Groups: []string{"bot"}, Delivery: delivery.Config{MaxBufferedEvents: tc.buffer}})
+			client := serveLoopback(t, s)
+			event := tc.event
+			if event == nil {
+				event = func(seq uint64) shard.Dispatch { return messageCreate(0, seq, uint64(900000000000000000+seq%7)) }
+			}
+			// Buffered before the member joins, so the first take finds all of them ready.
+			for i := 1; i <= tc.events; i++ {
+				s.HandleDispatch(event(uint64(i)))
+			}
+			c := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MaxInFlight: tc.credit, MaxBatch: tc.maxBatch, RawOnly: tc.rawOnly}, true)
+			want := tc.events - int(tc.wantLost)
+			waitFor(t, "every delivery", func() bool { return len(c.deliveries()) == want })
+			c.mu.Lock()
+			batches, gaps := append([]int(nil), c.batches...), append([]*gatewayv1.Gap(nil), c.gaps...)
+			c.mu.Unlock()
+			if !slices.Equal(batches, tc.wantBatches) {
+				t.Errorf("batches of %v, want %v", batches, tc.wantBatches)
+			}
+			inBatches := 0
+			for _, n := range batches {
+				inBatches += n
+			}
+			if singles := want - inBatches; singles != tc.wantSingles {
+				t.Errorf("%d lone deliveries, want %d", singles, tc.wantSingles)
+			}
+			var lost uint64
+			for _, g := range gaps {
+				lost += g.GetLost()
+			}
+			if lost != tc.wantLost {
+				t.Errorf("gaps announce %d lost, want %d", lost, tc.wantLost)
+			}
+			for i, d := range c.deliveries() {
+				wantSeq := uint64(i+1) + tc.wantLost
+				if d.GetId().GetSequence() != wantSeq || d.GetEvent().GetSequence() != wantSeq || d.GetAttempt() != 1 {
+					t.Fatalf("delivery %d is seq %d (event %d, attempt %d), want seq %d attempt 1", i, d.GetId().GetSequence(), d.GetEvent().GetSequence(), d.GetAttempt(), wantSeq)
+				}
+				if typed := d.GetEvent().GetPayload() != nil; typed == tc.rawOnly {
+					t.Fatalf("delivery %d: typed payload present = %v with raw_only = %v", i, typed, tc.rawOnly)
+				}
+			}
+			waitFor(t, "the watermark to pass every event", func() bool {
+				wm, _ := s.hub.Watermark(0)
+				return wm == uint64(tc.events)
+			})
+		})
+	}
+}
+
+// TestDeliveryBatchFrame checks the hand-built DeliveryBatch frame against proto.Marshal of
+// the same message, byte for byte, with and without raw_only.
+func TestDeliveryBatchFrame(t *testing.T) {
+	t.Parallel()
+	ev := &discordv1.Event{ShardId: 3, Sequence: 42, Name: "MESSAGE_CREATE", Raw: []byte(`{"a":1}`),
+		Payload: &discordv1.Event_MessageCreate{MessageCreate: &discordv1.MessageCreate{Message: &discordv1.Message{Content: "hi"}}}}
+	payload, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []delivery.Item{
+		{Delivery: delivery.Delivery{Tag: 7, Attempt: 1, Event: &delivery.Event{ID: delivery.EventID{Shard: 3, Seq: 42}, Payload: payload}}},
+		{Delivery: delivery.Delivery{Tag: 1 << 40, Attempt: 3, Redelivered: true, Event: &delivery.Event{ID: delivery.EventID{Shard: 0, Seq: 1}, Payload: payload}}},
+		{Delivery: delivery.Delivery{Tag: 9, Attempt: 1, Event: &delivery.Event{ID: delivery.EventID{Shard: 3, Seq: 43}, Payload: payload}}},
+	}
+	for _, rawOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("raw_only=%v", rawOnly), func(t *testing.T) {
+			t.Parallel()
+			want := &gatewayv1.DeliveryBatch{}
+			wantEv := proto.Clone(ev).(*discordv1.Event)
+			if rawOnly {
+				wantEv.Payload = nil
+			}
+			for _, it := range items {
+				d := it.Delivery
+				want.Deliveries = append(want.Deliveries, &gatewayv1.Delivery{DeliveryId: d.Tag, Event: wantEv,
+					Id: &discordv1.EventId{ShardId: uint32(d.Event.ID.Shard), Sequence: d.Event.ID.Seq}, Redelivered: d.Redelivered, Attempt: d.Attempt})
+			}
+			wantMsg := &gatewayv1.ConsumeResponse{Kind: &gatewayv1.ConsumeResponse_DeliveryBatch{DeliveryBatch: want}}
+			snd := &deliverySender{rawOnly: rawOnly, maxBatch: 16}
+			prefix := []byte("keep")
+			frame := snd.appendBatchFrame(append([]byte(nil), prefix...), items)
+			if string(frame[:len(prefix)]) != "keep" {
+				t.Fatalf("the frame overwrote the buffer's prefix: %q", frame[:len(prefix)])
+			}
+			var got gatewayv1.ConsumeResponse
+			if err := proto.Unmarshal(frame[len(prefix):], &got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(&got, wantMsg) {
+				t.Errorf("frame decodes to %v, want %v", &got, wantMsg)
+			}
+			again, err := proto.MarshalOptions{Deterministic: true}.Marshal(wantMsg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(again) != len(frame)-len(prefix) {
+				t.Errorf("frame is %d bytes, proto.Marshal gives %d", len(frame)-len(prefix), len(again))
+			}
+		})
 	}
 }

@@ -77,7 +77,7 @@ func (x Gap_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Gap_Reason.Descriptor instead.
 func (Gap_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{8, 0}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{9, 0}
 }
 
 // State is the lifecycle of a shard connection.
@@ -145,7 +145,7 @@ func (x Shard_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Shard_State.Descriptor instead.
 func (Shard_State) EnumDescriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{23, 0}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24, 0}
 }
 
 // ConsumeRequest is a client message of the Consume stream.
@@ -283,7 +283,14 @@ type Subscribe struct {
 	// Only events of these shards; empty = every shard this pod owns.
 	ShardIds []uint32 `protobuf:"varint,5,rep,packed,name=shard_ids,json=shardIds,proto3" json:"shard_ids,omitempty"`
 	// Skip the typed payload and send Event.raw only (clients with their own JSON decoder).
-	RawOnly       bool `protobuf:"varint,6,opt,name=raw_only,json=rawOnly,proto3" json:"raw_only,omitempty"`
+	RawOnly bool `protobuf:"varint,6,opt,name=raw_only,json=rawOnly,proto3" json:"raw_only,omitempty"`
+	// Deliveries per server message at most. 0 or 1: every delivery comes alone in
+	// ConsumeResponse.delivery (clients written before batches). Above 1: when several
+	// deliveries are ready the server may send them together in ConsumeResponse.delivery_batch,
+	// up to this many (the server caps it at 256) and about 1 MiB of events per message; a
+	// lone delivery still comes in ConsumeResponse.delivery. Batches cut the per-message cost
+	// of the stream several fold at high event rates.
+	MaxBatch      uint32 `protobuf:"varint,7,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -358,6 +365,13 @@ func (x *Subscribe) GetRawOnly() bool {
 		return x.RawOnly
 	}
 	return false
+}
+
+func (x *Subscribe) GetMaxBatch() uint32 {
+	if x != nil {
+		return x.MaxBatch
+	}
+	return 0
 }
 
 // Ack confirms deliveries were handled; they are removed from the group's buffer.
@@ -525,6 +539,7 @@ type ConsumeResponse struct {
 	//	*ConsumeResponse_Delivery
 	//	*ConsumeResponse_Gap
 	//	*ConsumeResponse_Heartbeat
+	//	*ConsumeResponse_DeliveryBatch
 	Kind          isConsumeResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -603,6 +618,15 @@ func (x *ConsumeResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *ConsumeResponse) GetDeliveryBatch() *DeliveryBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*ConsumeResponse_DeliveryBatch); ok {
+			return x.DeliveryBatch
+		}
+	}
+	return nil
+}
+
 type isConsumeResponse_Kind interface {
 	isConsumeResponse_Kind()
 }
@@ -624,6 +648,11 @@ type ConsumeResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type ConsumeResponse_DeliveryBatch struct {
+	// Several deliveries at once, only to members that set Subscribe.max_batch above 1.
+	DeliveryBatch *DeliveryBatch `protobuf:"bytes,5,opt,name=delivery_batch,json=deliveryBatch,proto3,oneof"`
+}
+
 func (*ConsumeResponse_Subscribed) isConsumeResponse_Kind() {}
 
 func (*ConsumeResponse_Delivery) isConsumeResponse_Kind() {}
@@ -631,6 +660,8 @@ func (*ConsumeResponse_Delivery) isConsumeResponse_Kind() {}
 func (*ConsumeResponse_Gap) isConsumeResponse_Kind() {}
 
 func (*ConsumeResponse_Heartbeat) isConsumeResponse_Kind() {}
+
+func (*ConsumeResponse_DeliveryBatch) isConsumeResponse_Kind() {}
 
 // Subscribed confirms the subscription.
 type Subscribed struct {
@@ -804,6 +835,52 @@ func (x *Delivery) GetAttempt() uint32 {
 	return 0
 }
 
+// DeliveryBatch carries several deliveries to one member in one message, in delivery order:
+// handle and ack each as if it had come alone.
+type DeliveryBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryBatch) Reset() {
+	*x = DeliveryBatch{}
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryBatch) ProtoMessage() {}
+
+func (x *DeliveryBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryBatch.ProtoReflect.Descriptor instead.
+func (*DeliveryBatch) Descriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeliveryBatch) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
 // Gap announces events this group lost: they were received from Discord but dropped before
 // delivery because the group's buffer was full.
 type Gap struct {
@@ -820,7 +897,7 @@ type Gap struct {
 
 func (x *Gap) Reset() {
 	*x = Gap{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[8]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +909,7 @@ func (x *Gap) String() string {
 func (*Gap) ProtoMessage() {}
 
 func (x *Gap) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[8]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +922,7 @@ func (x *Gap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gap.ProtoReflect.Descriptor instead.
 func (*Gap) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{8}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Gap) GetGroup() string {
@@ -887,7 +964,7 @@ type ShardRange struct {
 
 func (x *ShardRange) Reset() {
 	*x = ShardRange{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[9]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +976,7 @@ func (x *ShardRange) String() string {
 func (*ShardRange) ProtoMessage() {}
 
 func (x *ShardRange) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[9]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +989,7 @@ func (x *ShardRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardRange.ProtoReflect.Descriptor instead.
 func (*ShardRange) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{9}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ShardRange) GetFrom() *v1.EventId {
@@ -939,7 +1016,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[10]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1028,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[10]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1041,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetSentAt() *timestamppb.Timestamp {
@@ -991,7 +1068,7 @@ type UpdatePresenceRequest struct {
 
 func (x *UpdatePresenceRequest) Reset() {
 	*x = UpdatePresenceRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[11]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1080,7 @@ func (x *UpdatePresenceRequest) String() string {
 func (*UpdatePresenceRequest) ProtoMessage() {}
 
 func (x *UpdatePresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[11]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1093,7 @@ func (x *UpdatePresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePresenceRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePresenceRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdatePresenceRequest) GetSince() int64 {
@@ -1064,7 +1141,7 @@ type UpdatePresenceResponse struct {
 
 func (x *UpdatePresenceResponse) Reset() {
 	*x = UpdatePresenceResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[12]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1153,7 @@ func (x *UpdatePresenceResponse) String() string {
 func (*UpdatePresenceResponse) ProtoMessage() {}
 
 func (x *UpdatePresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[12]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1166,7 @@ func (x *UpdatePresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePresenceResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePresenceResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdatePresenceResponse) GetShardIds() []uint32 {
@@ -1113,7 +1190,7 @@ type UpdateVoiceStateRequest struct {
 
 func (x *UpdateVoiceStateRequest) Reset() {
 	*x = UpdateVoiceStateRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[13]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1202,7 @@ func (x *UpdateVoiceStateRequest) String() string {
 func (*UpdateVoiceStateRequest) ProtoMessage() {}
 
 func (x *UpdateVoiceStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[13]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1215,7 @@ func (x *UpdateVoiceStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVoiceStateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateVoiceStateRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{13}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateVoiceStateRequest) GetGuildId() uint64 {
@@ -1179,7 +1256,7 @@ type UpdateVoiceStateResponse struct {
 
 func (x *UpdateVoiceStateResponse) Reset() {
 	*x = UpdateVoiceStateResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[14]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1268,7 @@ func (x *UpdateVoiceStateResponse) String() string {
 func (*UpdateVoiceStateResponse) ProtoMessage() {}
 
 func (x *UpdateVoiceStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[14]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1281,7 @@ func (x *UpdateVoiceStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateVoiceStateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateVoiceStateResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{14}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateVoiceStateResponse) GetShardId() uint32 {
@@ -1235,7 +1312,7 @@ type RequestGuildMembersRequest struct {
 
 func (x *RequestGuildMembersRequest) Reset() {
 	*x = RequestGuildMembersRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[15]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1324,7 @@ func (x *RequestGuildMembersRequest) String() string {
 func (*RequestGuildMembersRequest) ProtoMessage() {}
 
 func (x *RequestGuildMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[15]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1337,7 @@ func (x *RequestGuildMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestGuildMembersRequest.ProtoReflect.Descriptor instead.
 func (*RequestGuildMembersRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{15}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestGuildMembersRequest) GetGuildId() uint64 {
@@ -1317,7 +1394,7 @@ type RequestGuildMembersResponse struct {
 
 func (x *RequestGuildMembersResponse) Reset() {
 	*x = RequestGuildMembersResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[16]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1406,7 @@ func (x *RequestGuildMembersResponse) String() string {
 func (*RequestGuildMembersResponse) ProtoMessage() {}
 
 func (x *RequestGuildMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[16]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1419,7 @@ func (x *RequestGuildMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestGuildMembersResponse.ProtoReflect.Descriptor instead.
 func (*RequestGuildMembersResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{16}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequestGuildMembersResponse) GetChunk() *v1.GuildMembersChunk {
@@ -1376,7 +1453,7 @@ type SendCommandRequest struct {
 
 func (x *SendCommandRequest) Reset() {
 	*x = SendCommandRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[17]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1465,7 @@ func (x *SendCommandRequest) String() string {
 func (*SendCommandRequest) ProtoMessage() {}
 
 func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[17]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1478,7 @@ func (x *SendCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandRequest.ProtoReflect.Descriptor instead.
 func (*SendCommandRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{17}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SendCommandRequest) GetShardId() uint32 {
@@ -1442,7 +1519,7 @@ type SendCommandResponse struct {
 
 func (x *SendCommandResponse) Reset() {
 	*x = SendCommandResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[18]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1531,7 @@ func (x *SendCommandResponse) String() string {
 func (*SendCommandResponse) ProtoMessage() {}
 
 func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[18]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1544,7 @@ func (x *SendCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCommandResponse.ProtoReflect.Descriptor instead.
 func (*SendCommandResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{18}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SendCommandResponse) GetShardId() uint32 {
@@ -1486,7 +1563,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[19]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1575,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[19]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1588,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{19}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{20}
 }
 
 // ListShardsResponse lists the shards of this pod.
@@ -1526,7 +1603,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[20]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1615,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[20]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1628,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{20}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListShardsResponse) GetShards() []*Shard {
@@ -1585,7 +1662,7 @@ type GetShardRequest struct {
 
 func (x *GetShardRequest) Reset() {
 	*x = GetShardRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[21]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1674,7 @@ func (x *GetShardRequest) String() string {
 func (*GetShardRequest) ProtoMessage() {}
 
 func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[21]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1687,7 @@ func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardRequest.ProtoReflect.Descriptor instead.
 func (*GetShardRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{21}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetShardRequest) GetShardId() uint32 {
@@ -1630,7 +1707,7 @@ type GetShardResponse struct {
 
 func (x *GetShardResponse) Reset() {
 	*x = GetShardResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1719,7 @@ func (x *GetShardResponse) String() string {
 func (*GetShardResponse) ProtoMessage() {}
 
 func (x *GetShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1732,7 @@ func (x *GetShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardResponse.ProtoReflect.Descriptor instead.
 func (*GetShardResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{22}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetShardResponse) GetShard() *Shard {
@@ -1695,7 +1772,7 @@ type Shard struct {
 
 func (x *Shard) Reset() {
 	*x = Shard{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1784,7 @@ func (x *Shard) String() string {
 func (*Shard) ProtoMessage() {}
 
 func (x *Shard) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1797,7 @@ func (x *Shard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shard.ProtoReflect.Descriptor instead.
 func (*Shard) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{23}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Shard) GetShardId() uint32 {
@@ -1816,7 +1893,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1905,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1918,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{25}
 }
 
 // ListGroupsResponse lists the consumer groups of this pod.
@@ -1854,7 +1931,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1943,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1956,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{25}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -1914,7 +1991,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2003,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2016,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{26}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Group) GetName() string {
@@ -2036,7 +2113,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2125,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2138,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{27}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GroupMember) GetMemberId() string {
@@ -2109,7 +2186,7 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x03ack\x18\x02 \x01(\v2\x18.kubecord.gateway.v1.AckH\x00R\x03ack\x12/\n" +
 	"\x04nack\x18\x03 \x01(\v2\x19.kubecord.gateway.v1.NackH\x00R\x04nack\x125\n" +
 	"\x06credit\x18\x04 \x01(\v2\x1b.kubecord.gateway.v1.CreditH\x00R\x06creditB\x06\n" +
-	"\x04kind\"\xbb\x01\n" +
+	"\x04kind\"\xd8\x01\n" +
 	"\tSubscribe\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12\x1f\n" +
@@ -2117,7 +2194,8 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"eventNames\x12\"\n" +
 	"\rmax_in_flight\x18\x04 \x01(\rR\vmaxInFlight\x12\x1b\n" +
 	"\tshard_ids\x18\x05 \x03(\rR\bshardIds\x12\x19\n" +
-	"\braw_only\x18\x06 \x01(\bR\arawOnly\"(\n" +
+	"\braw_only\x18\x06 \x01(\bR\arawOnly\x12\x1b\n" +
+	"\tmax_batch\x18\a \x01(\rR\bmaxBatch\"(\n" +
 	"\x03Ack\x12!\n" +
 	"\fdelivery_ids\x18\x01 \x03(\x04R\vdeliveryIds\"[\n" +
 	"\x04Nack\x12!\n" +
@@ -2125,14 +2203,15 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\arequeue\x18\x02 \x01(\bR\arequeue\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x1a\n" +
 	"\x06Credit\x12\x10\n" +
-	"\x03add\x18\x01 \x01(\rR\x03add\"\x87\x02\n" +
+	"\x03add\x18\x01 \x01(\rR\x03add\"\xd4\x02\n" +
 	"\x0fConsumeResponse\x12A\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x1f.kubecord.gateway.v1.SubscribedH\x00R\n" +
 	"subscribed\x12;\n" +
 	"\bdelivery\x18\x02 \x01(\v2\x1d.kubecord.gateway.v1.DeliveryH\x00R\bdelivery\x12,\n" +
 	"\x03gap\x18\x03 \x01(\v2\x18.kubecord.gateway.v1.GapH\x00R\x03gap\x12>\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x1e.kubecord.gateway.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x1e.kubecord.gateway.v1.HeartbeatH\x00R\theartbeat\x12K\n" +
+	"\x0edelivery_batch\x18\x05 \x01(\v2\".kubecord.gateway.v1.DeliveryBatchH\x00R\rdeliveryBatchB\x06\n" +
 	"\x04kind\"\xe6\x01\n" +
 	"\n" +
 	"Subscribed\x12\x1b\n" +
@@ -2150,7 +2229,11 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x1a.kubecord.discord.v1.EventR\x05event\x12,\n" +
 	"\x02id\x18\x03 \x01(\v2\x1c.kubecord.discord.v1.EventIdR\x02id\x12 \n" +
 	"\vredelivered\x18\x04 \x01(\bR\vredelivered\x12\x18\n" +
-	"\aattempt\x18\x05 \x01(\rR\aattempt\"\x97\x02\n" +
+	"\aattempt\x18\x05 \x01(\rR\aattempt\"N\n" +
+	"\rDeliveryBatch\x12=\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x1d.kubecord.gateway.v1.DeliveryR\n" +
+	"deliveries\"\x97\x02\n" +
 	"\x03Gap\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04lost\x18\x02 \x01(\x04R\x04lost\x127\n" +
@@ -2292,7 +2375,7 @@ func file_kubecord_gateway_v1_gateway_proto_rawDescGZIP() []byte {
 }
 
 var file_kubecord_gateway_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kubecord_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_kubecord_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_kubecord_gateway_v1_gateway_proto_goTypes = []any{
 	(Gap_Reason)(0),                     // 0: kubecord.gateway.v1.Gap.Reason
 	(Shard_State)(0),                    // 1: kubecord.gateway.v1.Shard.State
@@ -2304,32 +2387,33 @@ var file_kubecord_gateway_v1_gateway_proto_goTypes = []any{
 	(*ConsumeResponse)(nil),             // 7: kubecord.gateway.v1.ConsumeResponse
 	(*Subscribed)(nil),                  // 8: kubecord.gateway.v1.Subscribed
 	(*Delivery)(nil),                    // 9: kubecord.gateway.v1.Delivery
-	(*Gap)(nil),                         // 10: kubecord.gateway.v1.Gap
-	(*ShardRange)(nil),                  // 11: kubecord.gateway.v1.ShardRange
-	(*Heartbeat)(nil),                   // 12: kubecord.gateway.v1.Heartbeat
-	(*UpdatePresenceRequest)(nil),       // 13: kubecord.gateway.v1.UpdatePresenceRequest
-	(*UpdatePresenceResponse)(nil),      // 14: kubecord.gateway.v1.UpdatePresenceResponse
-	(*UpdateVoiceStateRequest)(nil),     // 15: kubecord.gateway.v1.UpdateVoiceStateRequest
-	(*UpdateVoiceStateResponse)(nil),    // 16: kubecord.gateway.v1.UpdateVoiceStateResponse
-	(*RequestGuildMembersRequest)(nil),  // 17: kubecord.gateway.v1.RequestGuildMembersRequest
-	(*RequestGuildMembersResponse)(nil), // 18: kubecord.gateway.v1.RequestGuildMembersResponse
-	(*SendCommandRequest)(nil),          // 19: kubecord.gateway.v1.SendCommandRequest
-	(*SendCommandResponse)(nil),         // 20: kubecord.gateway.v1.SendCommandResponse
-	(*ListShardsRequest)(nil),           // 21: kubecord.gateway.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),          // 22: kubecord.gateway.v1.ListShardsResponse
-	(*GetShardRequest)(nil),             // 23: kubecord.gateway.v1.GetShardRequest
-	(*GetShardResponse)(nil),            // 24: kubecord.gateway.v1.GetShardResponse
-	(*Shard)(nil),                       // 25: kubecord.gateway.v1.Shard
-	(*ListGroupsRequest)(nil),           // 26: kubecord.gateway.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),          // 27: kubecord.gateway.v1.ListGroupsResponse
-	(*Group)(nil),                       // 28: kubecord.gateway.v1.Group
-	(*GroupMember)(nil),                 // 29: kubecord.gateway.v1.GroupMember
-	(*durationpb.Duration)(nil),         // 30: google.protobuf.Duration
-	(*v1.Event)(nil),                    // 31: kubecord.discord.v1.Event
-	(*v1.EventId)(nil),                  // 32: kubecord.discord.v1.EventId
-	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
-	(*v1.Activity)(nil),                 // 34: kubecord.discord.v1.Activity
-	(*v1.GuildMembersChunk)(nil),        // 35: kubecord.discord.v1.GuildMembersChunk
+	(*DeliveryBatch)(nil),               // 10: kubecord.gateway.v1.DeliveryBatch
+	(*Gap)(nil),                         // 11: kubecord.gateway.v1.Gap
+	(*ShardRange)(nil),                  // 12: kubecord.gateway.v1.ShardRange
+	(*Heartbeat)(nil),                   // 13: kubecord.gateway.v1.Heartbeat
+	(*UpdatePresenceRequest)(nil),       // 14: kubecord.gateway.v1.UpdatePresenceRequest
+	(*UpdatePresenceResponse)(nil),      // 15: kubecord.gateway.v1.UpdatePresenceResponse
+	(*UpdateVoiceStateRequest)(nil),     // 16: kubecord.gateway.v1.UpdateVoiceStateRequest
+	(*UpdateVoiceStateResponse)(nil),    // 17: kubecord.gateway.v1.UpdateVoiceStateResponse
+	(*RequestGuildMembersRequest)(nil),  // 18: kubecord.gateway.v1.RequestGuildMembersRequest
+	(*RequestGuildMembersResponse)(nil), // 19: kubecord.gateway.v1.RequestGuildMembersResponse
+	(*SendCommandRequest)(nil),          // 20: kubecord.gateway.v1.SendCommandRequest
+	(*SendCommandResponse)(nil),         // 21: kubecord.gateway.v1.SendCommandResponse
+	(*ListShardsRequest)(nil),           // 22: kubecord.gateway.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),          // 23: kubecord.gateway.v1.ListShardsResponse
+	(*GetShardRequest)(nil),             // 24: kubecord.gateway.v1.GetShardRequest
+	(*GetShardResponse)(nil),            // 25: kubecord.gateway.v1.GetShardResponse
+	(*Shard)(nil),                       // 26: kubecord.gateway.v1.Shard
+	(*ListGroupsRequest)(nil),           // 27: kubecord.gateway.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),          // 28: kubecord.gateway.v1.ListGroupsResponse
+	(*Group)(nil),                       // 29: kubecord.gateway.v1.Group
+	(*GroupMember)(nil),                 // 30: kubecord.gateway.v1.GroupMember
+	(*durationpb.Duration)(nil),         // 31: google.protobuf.Duration
+	(*v1.Event)(nil),                    // 32: kubecord.discord.v1.Event
+	(*v1.EventId)(nil),                  // 33: kubecord.discord.v1.EventId
+	(*timestamppb.Timestamp)(nil),       // 34: google.protobuf.Timestamp
+	(*v1.Activity)(nil),                 // 35: kubecord.discord.v1.Activity
+	(*v1.GuildMembersChunk)(nil),        // 36: kubecord.discord.v1.GuildMembersChunk
 }
 var file_kubecord_gateway_v1_gateway_proto_depIdxs = []int32{
 	3,  // 0: kubecord.gateway.v1.ConsumeRequest.subscribe:type_name -> kubecord.gateway.v1.Subscribe
@@ -2338,48 +2422,50 @@ var file_kubecord_gateway_v1_gateway_proto_depIdxs = []int32{
 	6,  // 3: kubecord.gateway.v1.ConsumeRequest.credit:type_name -> kubecord.gateway.v1.Credit
 	8,  // 4: kubecord.gateway.v1.ConsumeResponse.subscribed:type_name -> kubecord.gateway.v1.Subscribed
 	9,  // 5: kubecord.gateway.v1.ConsumeResponse.delivery:type_name -> kubecord.gateway.v1.Delivery
-	10, // 6: kubecord.gateway.v1.ConsumeResponse.gap:type_name -> kubecord.gateway.v1.Gap
-	12, // 7: kubecord.gateway.v1.ConsumeResponse.heartbeat:type_name -> kubecord.gateway.v1.Heartbeat
-	30, // 8: kubecord.gateway.v1.Subscribed.heartbeat_interval:type_name -> google.protobuf.Duration
-	31, // 9: kubecord.gateway.v1.Delivery.event:type_name -> kubecord.discord.v1.Event
-	32, // 10: kubecord.gateway.v1.Delivery.id:type_name -> kubecord.discord.v1.EventId
-	11, // 11: kubecord.gateway.v1.Gap.ranges:type_name -> kubecord.gateway.v1.ShardRange
-	0,  // 12: kubecord.gateway.v1.Gap.reason:type_name -> kubecord.gateway.v1.Gap.Reason
-	32, // 13: kubecord.gateway.v1.ShardRange.from:type_name -> kubecord.discord.v1.EventId
-	32, // 14: kubecord.gateway.v1.ShardRange.to:type_name -> kubecord.discord.v1.EventId
-	33, // 15: kubecord.gateway.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	34, // 16: kubecord.gateway.v1.UpdatePresenceRequest.activities:type_name -> kubecord.discord.v1.Activity
-	35, // 17: kubecord.gateway.v1.RequestGuildMembersResponse.chunk:type_name -> kubecord.discord.v1.GuildMembersChunk
-	25, // 18: kubecord.gateway.v1.ListShardsResponse.shards:type_name -> kubecord.gateway.v1.Shard
-	25, // 19: kubecord.gateway.v1.GetShardResponse.shard:type_name -> kubecord.gateway.v1.Shard
-	1,  // 20: kubecord.gateway.v1.Shard.state:type_name -> kubecord.gateway.v1.Shard.State
-	30, // 21: kubecord.gateway.v1.Shard.latency:type_name -> google.protobuf.Duration
-	33, // 22: kubecord.gateway.v1.Shard.connected_at:type_name -> google.protobuf.Timestamp
-	28, // 23: kubecord.gateway.v1.ListGroupsResponse.groups:type_name -> kubecord.gateway.v1.Group
-	29, // 24: kubecord.gateway.v1.Group.members:type_name -> kubecord.gateway.v1.GroupMember
-	30, // 25: kubecord.gateway.v1.Group.oldest_age:type_name -> google.protobuf.Duration
-	33, // 26: kubecord.gateway.v1.GroupMember.connected_at:type_name -> google.protobuf.Timestamp
-	2,  // 27: kubecord.gateway.v1.GatewayService.Consume:input_type -> kubecord.gateway.v1.ConsumeRequest
-	13, // 28: kubecord.gateway.v1.GatewayService.UpdatePresence:input_type -> kubecord.gateway.v1.UpdatePresenceRequest
-	15, // 29: kubecord.gateway.v1.GatewayService.UpdateVoiceState:input_type -> kubecord.gateway.v1.UpdateVoiceStateRequest
-	17, // 30: kubecord.gateway.v1.GatewayService.RequestGuildMembers:input_type -> kubecord.gateway.v1.RequestGuildMembersRequest
-	19, // 31: kubecord.gateway.v1.GatewayService.SendCommand:input_type -> kubecord.gateway.v1.SendCommandRequest
-	21, // 32: kubecord.gateway.v1.GatewayService.ListShards:input_type -> kubecord.gateway.v1.ListShardsRequest
-	23, // 33: kubecord.gateway.v1.GatewayService.GetShard:input_type -> kubecord.gateway.v1.GetShardRequest
-	26, // 34: kubecord.gateway.v1.GatewayService.ListGroups:input_type -> kubecord.gateway.v1.ListGroupsRequest
-	7,  // 35: kubecord.gateway.v1.GatewayService.Consume:output_type -> kubecord.gateway.v1.ConsumeResponse
-	14, // 36: kubecord.gateway.v1.GatewayService.UpdatePresence:output_type -> kubecord.gateway.v1.UpdatePresenceResponse
-	16, // 37: kubecord.gateway.v1.GatewayService.UpdateVoiceState:output_type -> kubecord.gateway.v1.UpdateVoiceStateResponse
-	18, // 38: kubecord.gateway.v1.GatewayService.RequestGuildMembers:output_type -> kubecord.gateway.v1.RequestGuildMembersResponse
-	20, // 39: kubecord.gateway.v1.GatewayService.SendCommand:output_type -> kubecord.gateway.v1.SendCommandResponse
-	22, // 40: kubecord.gateway.v1.GatewayService.ListShards:output_type -> kubecord.gateway.v1.ListShardsResponse
-	24, // 41: kubecord.gateway.v1.GatewayService.GetShard:output_type -> kubecord.gateway.v1.GetShardResponse
-	27, // 42: kubecord.gateway.v1.GatewayService.ListGroups:output_type -> kubecord.gateway.v1.ListGroupsResponse
-	35, // [35:43] is the sub-list for method output_type
-	27, // [27:35] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	11, // 6: kubecord.gateway.v1.ConsumeResponse.gap:type_name -> kubecord.gateway.v1.Gap
+	13, // 7: kubecord.gateway.v1.ConsumeResponse.heartbeat:type_name -> kubecord.gateway.v1.Heartbeat
+	10, // 8: kubecord.gateway.v1.ConsumeResponse.delivery_batch:type_name -> kubecord.gateway.v1.DeliveryBatch
+	31, // 9: kubecord.gateway.v1.Subscribed.heartbeat_interval:type_name -> google.protobuf.Duration
+	32, // 10: kubecord.gateway.v1.Delivery.event:type_name -> kubecord.discord.v1.Event
+	33, // 11: kubecord.gateway.v1.Delivery.id:type_name -> kubecord.discord.v1.EventId
+	9,  // 12: kubecord.gateway.v1.DeliveryBatch.deliveries:type_name -> kubecord.gateway.v1.Delivery
+	12, // 13: kubecord.gateway.v1.Gap.ranges:type_name -> kubecord.gateway.v1.ShardRange
+	0,  // 14: kubecord.gateway.v1.Gap.reason:type_name -> kubecord.gateway.v1.Gap.Reason
+	33, // 15: kubecord.gateway.v1.ShardRange.from:type_name -> kubecord.discord.v1.EventId
+	33, // 16: kubecord.gateway.v1.ShardRange.to:type_name -> kubecord.discord.v1.EventId
+	34, // 17: kubecord.gateway.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	35, // 18: kubecord.gateway.v1.UpdatePresenceRequest.activities:type_name -> kubecord.discord.v1.Activity
+	36, // 19: kubecord.gateway.v1.RequestGuildMembersResponse.chunk:type_name -> kubecord.discord.v1.GuildMembersChunk
+	26, // 20: kubecord.gateway.v1.ListShardsResponse.shards:type_name -> kubecord.gateway.v1.Shard
+	26, // 21: kubecord.gateway.v1.GetShardResponse.shard:type_name -> kubecord.gateway.v1.Shard
+	1,  // 22: kubecord.gateway.v1.Shard.state:type_name -> kubecord.gateway.v1.Shard.State
+	31, // 23: kubecord.gateway.v1.Shard.latency:type_name -> google.protobuf.Duration
+	34, // 24: kubecord.gateway.v1.Shard.connected_at:type_name -> google.protobuf.Timestamp
+	29, // 25: kubecord.gateway.v1.ListGroupsResponse.groups:type_name -> kubecord.gateway.v1.Group
+	30, // 26: kubecord.gateway.v1.Group.members:type_name -> kubecord.gateway.v1.GroupMember
+	31, // 27: kubecord.gateway.v1.Group.oldest_age:type_name -> google.protobuf.Duration
+	34, // 28: kubecord.gateway.v1.GroupMember.connected_at:type_name -> google.protobuf.Timestamp
+	2,  // 29: kubecord.gateway.v1.GatewayService.Consume:input_type -> kubecord.gateway.v1.ConsumeRequest
+	14, // 30: kubecord.gateway.v1.GatewayService.UpdatePresence:input_type -> kubecord.gateway.v1.UpdatePresenceRequest
+	16, // 31: kubecord.gateway.v1.GatewayService.UpdateVoiceState:input_type -> kubecord.gateway.v1.UpdateVoiceStateRequest
+	18, // 32: kubecord.gateway.v1.GatewayService.RequestGuildMembers:input_type -> kubecord.gateway.v1.RequestGuildMembersRequest
+	20, // 33: kubecord.gateway.v1.GatewayService.SendCommand:input_type -> kubecord.gateway.v1.SendCommandRequest
+	22, // 34: kubecord.gateway.v1.GatewayService.ListShards:input_type -> kubecord.gateway.v1.ListShardsRequest
+	24, // 35: kubecord.gateway.v1.GatewayService.GetShard:input_type -> kubecord.gateway.v1.GetShardRequest
+	27, // 36: kubecord.gateway.v1.GatewayService.ListGroups:input_type -> kubecord.gateway.v1.ListGroupsRequest
+	7,  // 37: kubecord.gateway.v1.GatewayService.Consume:output_type -> kubecord.gateway.v1.ConsumeResponse
+	15, // 38: kubecord.gateway.v1.GatewayService.UpdatePresence:output_type -> kubecord.gateway.v1.UpdatePresenceResponse
+	17, // 39: kubecord.gateway.v1.GatewayService.UpdateVoiceState:output_type -> kubecord.gateway.v1.UpdateVoiceStateResponse
+	19, // 40: kubecord.gateway.v1.GatewayService.RequestGuildMembers:output_type -> kubecord.gateway.v1.RequestGuildMembersResponse
+	21, // 41: kubecord.gateway.v1.GatewayService.SendCommand:output_type -> kubecord.gateway.v1.SendCommandResponse
+	23, // 42: kubecord.gateway.v1.GatewayService.ListShards:output_type -> kubecord.gateway.v1.ListShardsResponse
+	25, // 43: kubecord.gateway.v1.GatewayService.GetShard:output_type -> kubecord.gateway.v1.GetShardResponse
+	28, // 44: kubecord.gateway.v1.GatewayService.ListGroups:output_type -> kubecord.gateway.v1.ListGroupsResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_kubecord_gateway_v1_gateway_proto_init() }
@@ -2398,16 +2484,17 @@ func file_kubecord_gateway_v1_gateway_proto_init() {
 		(*ConsumeResponse_Delivery)(nil),
 		(*ConsumeResponse_Gap)(nil),
 		(*ConsumeResponse_Heartbeat)(nil),
+		(*ConsumeResponse_DeliveryBatch)(nil),
 	}
-	file_kubecord_gateway_v1_gateway_proto_msgTypes[11].OneofWrappers = []any{}
-	file_kubecord_gateway_v1_gateway_proto_msgTypes[15].OneofWrappers = []any{}
+	file_kubecord_gateway_v1_gateway_proto_msgTypes[12].OneofWrappers = []any{}
+	file_kubecord_gateway_v1_gateway_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubecord_gateway_v1_gateway_proto_rawDesc), len(file_kubecord_gateway_v1_gateway_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
