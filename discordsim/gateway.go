@@ -86,6 +86,7 @@ type gatewayState struct {
 
 	idMu      sync.Mutex
 	buckets   map[int]time.Time // identify rate-limit key -> last identify
+	idLog     []IdentifyRecord  // accepted identifies, oldest first, at most maxIdentifyLog
 	budgets   map[Snowflake]*budget
 	memberReq map[[2]Snowflake]time.Time // (bot, guild) -> last full member request
 

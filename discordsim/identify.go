@@ -158,6 +158,10 @@ func (c *gwConn) identify(d json.RawMessage) {
 	}
 	b.used++
 	g.buckets[key] = now
+	if len(g.idLog) >= maxIdentifyLog {
+		g.idLog = append(g.idLog[:0], g.idLog[len(g.idLog)/2:]...)
+	}
+	g.idLog = append(g.idLog, IdentifyRecord{Shard: shardID, Shards: numShards, At: now})
 	g.idMu.Unlock()
 	g.stats.identifies.Add(1)
 	c.payloadCompress.Store(id.Compress && c.comp == compressNone)

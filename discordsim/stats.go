@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // SeqRange is an inclusive range of sequence numbers.
@@ -336,3 +337,22 @@ func (s *Server) SentSeqs(sessionID string) (SeqSet, bool) {
 
 // Sessions lists every session started so far with its accounting.
 func (s *Server) Sessions() []SessionStats { return s.GatewayStats().Sessions }
+
+// IdentifyRecord is one accepted Identify: which shard, and when the simulator took it.
+type IdentifyRecord struct {
+	Shard, Shards int
+	At            time.Time
+}
+
+// maxIdentifyLog bounds the identify log; the older half is dropped when it fills.
+const maxIdentifyLog = 10_000
+
+// IdentifyLog returns the accepted identifies in the order they were taken (the most
+// recent 5,000 to 10,000 of them): tests measure identify windows and start-up spans
+// with it.
+func (s *Server) IdentifyLog() []IdentifyRecord {
+	g := s.gw
+	g.idMu.Lock()
+	defer g.idMu.Unlock()
+	return slices.Clone(g.idLog)
+}

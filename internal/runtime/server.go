@@ -54,6 +54,14 @@ type Service interface {
 	Stop(ctx context.Context) error
 }
 
+// Drainer is implemented by a service with work to hand over before it stops, while its
+// streams and calls are still served (the gateway hands its shards to other pods and lets
+// workers ack what they hold). Drain runs when shutdown begins, alongside the drain delay;
+// the streams end once both are over. ctx carries the shutdown timeout.
+type Drainer interface {
+	Drain(ctx context.Context)
+}
+
 // Server serves one Service: its gRPC server (with health, reflection,
 // OpenTelemetry, Prometheus metrics, recovery, logging and auth) and its
 // metrics HTTP server. Create it with NewServer and run it (once) with Run.
@@ -468,15 +476,26 @@ func Run(ctx context.Context, servers ...*Server) error {
 		started[0].logger.Error("shutting down after an error", "err", cause)
 	}
 
-	var drain time.Duration
+	var (
+		drain    time.Duration
+		draining sync.WaitGroup
+	)
 	for _, s := range started {
 		s.drain()
 		drain = max(drain, s.cfg.DrainDelay)
+		if d, ok := s.svc.(Drainer); ok {
+			draining.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+				defer cancel()
+				d.Drain(ctx)
+			})
+		}
 	}
 	if drain > 0 && len(started) > 0 {
 		t := time.NewTimer(drain)
 		<-t.C
 	}
+	draining.Wait()
 	errs := []error{cause}
 	for i := len(started) - 1; i >= 0; i-- {
 		errs = append(errs, started[i].stop())

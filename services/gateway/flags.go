@@ -38,6 +38,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Delivery.MaxInFlight, "max-in-flight-cap", c.Delivery.MaxInFlight, "largest credit a member may grant (0 = 10000)")
 	fs.IntVar(&c.DefaultMaxInFlight, "default-max-in-flight", c.DefaultMaxInFlight, "credit of a Subscribe that asks for 0 (0 = 256)")
 	fs.DurationVar(&c.StreamHeartbeat, "stream-heartbeat", c.StreamHeartbeat, "heartbeat interval on idle Consume streams (0 = 15s)")
+	runtime.SecretVar(fs, &c.RedisURL, "redis-url", "Redis for running many gateway pods of one bot (redis://[:password@]host:port[/db]): shard leases, sessions handed between pods, shared identify windows and budget; empty runs every shard in this pod")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key (default kubecord)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "how long the shards of a pod that stopped renewing (killed) stay unowned (0 = 10s)")
+	fs.DurationVar(&c.LeaseRenew, "lease-renew", c.LeaseRenew, "shard lease renewal interval, under --lease-ttl (0 = 3s)")
+	fs.DurationVar(&c.SessionSave, "session-save", c.SessionSave, "interval of session saves while shards run: what a pod taking over a killed pod's shards resumes from (0 = 1s)")
+	fs.DurationVar(&c.HandoffTimeout, "handoff-timeout", c.HandoffTimeout, "per shard, how long a stopping pod waits for workers to ack the shard's outstanding events before handing it on (0 = 5s)")
+	fs.DurationVar(&c.IdentifyWindow, "identify-window", c.IdentifyWindow, "identify window per max_concurrency bucket (0 = Discord's 5s plus a margin; only simulators want less)")
 }
 
 func delivery0[T int | int64](v, def T) T {

@@ -19,17 +19,20 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 
 	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 	"github.com/kubecord/kubecord/internal/runtime"
 	"github.com/kubecord/kubecord/services/gateway/internal/delivery"
 	"github.com/kubecord/kubecord/services/gateway/internal/identify"
+	"github.com/kubecord/kubecord/services/gateway/internal/lease"
 	"github.com/kubecord/kubecord/services/gateway/internal/shard"
 )
 
@@ -68,16 +71,46 @@ type Config struct {
 	// MemberChunkTimeout bounds RequestGuildMembers when the call has no deadline (default 30 s).
 	MemberChunkTimeout time.Duration
 	// Sessions keeps shard sessions and watermarks; pass the same store to a restarted
-	// service in this process to resume. Nil keeps them for this instance only.
-	Sessions *MemorySessionStore
-	// Identify paces identifies; nil uses a memory limiter fed by /gateway/bot.
+	// service in this process to resume. Nil means Redis when Redis is configured, else
+	// memory for this instance only.
+	Sessions SessionStore
+	// Identify paces identifies; nil uses a limiter fed by /gateway/bot: shared through
+	// Redis when Redis is configured, in memory otherwise.
 	Identify identify.Limiter
+	// IdentifyWindow is the identify window of the default limiter (0 = Discord's 5 s
+	// plus a margin). Only a simulator with a shorter window wants another value.
+	IdentifyWindow time.Duration
 	// ShardTiming overrides protocol timers (tests).
 	ShardTiming shard.Timing
+
+	// RedisURL (redis://[:password@]host:port/db) or Redis turns on running many gateway
+	// pods for one bot: shards are shared among the pods by leases, sessions are kept in
+	// Redis so a shard moving between pods resumes, and identify windows and the daily
+	// session budget are shared. Without either, this pod runs every shard (or ShardIDs).
+	RedisURL string
+	// Redis is an already-connected client; it wins over RedisURL. It is not closed by Stop.
+	Redis redis.UniversalClient
+	// RedisPrefix starts every Redis key (default "kubecord"); each bot's keys are further
+	// separated by a hash of its token's user id part.
+	RedisPrefix string
+	// LeaseTTL is how long a pod that stops renewing keeps its shards: how long the shards
+	// of a killed pod wait before another pod resumes them (default 10 s).
+	LeaseTTL time.Duration
+	// LeaseRenew is the interval of lease renewals (default 3 s, under LeaseTTL).
+	LeaseRenew time.Duration
+	// SessionSave is the interval of session saves while shards run (default 1 s): after
+	// a pod is killed, the pod taking its shards resumes from the last save.
+	SessionSave time.Duration
+	// HandoffTimeout bounds, per shard, the wait for consumers to ack a stopping shard's
+	// outstanding events before its session is handed on (default 5 s). What is still
+	// unacked is replayed by the next owner, flagged as redelivered.
+	HandoffTimeout time.Duration
 }
 
 // Defaults of Config.
 const (
+	DefaultSessionSave        = time.Second
+	DefaultHandoffTimeout     = 5 * time.Second
 	DefaultRESTBase           = "https://discord.com/api/v10"
 	DefaultMaxInFlight        = 256
 	DefaultStreamHeartbeat    = 15 * time.Second
@@ -104,14 +137,22 @@ func (c Config) withDefaults() Config {
 		c.MemberChunkTimeout = DefaultMemberChunkTimeout
 	}
 	if c.GatewayID == "" {
-		if h, err := os.Hostname(); err == nil {
-			c.GatewayID = h
-		} else {
-			c.GatewayID = "gateway"
+		// The host name alone is not unique when several gateways share a host; pods
+		// of one bot must have distinct names for their leases.
+		h, err := os.Hostname()
+		if err != nil {
+			h = "gateway"
 		}
+		c.GatewayID = fmt.Sprintf("%s-%d", h, os.Getpid())
 	}
-	if c.Sessions == nil {
-		c.Sessions = NewMemorySessionStore()
+	if c.SessionSave <= 0 {
+		c.SessionSave = DefaultSessionSave
+	}
+	if c.HandoffTimeout <= 0 {
+		c.HandoffTimeout = DefaultHandoffTimeout
+	}
+	if c.RedisPrefix == "" {
+		c.RedisPrefix = identify.DefaultPrefix
 	}
 	return c
 }
@@ -127,6 +168,17 @@ func (c Config) Validate() error {
 	for _, id := range c.ShardIDs {
 		if id < 0 || (c.ShardCount > 0 && id >= c.ShardCount) {
 			return fmt.Errorf("shard id %d is outside 0..%d", id, c.ShardCount-1)
+		}
+	}
+	if c.LeaseTTL < 0 || c.LeaseRenew < 0 || (c.LeaseTTL > 0 && c.LeaseRenew >= c.LeaseTTL) {
+		return fmt.Errorf("lease renew interval %s must be positive and shorter than the lease TTL %s", c.LeaseRenew, c.LeaseTTL)
+	}
+	if c.IdentifyWindow < 0 {
+		return fmt.Errorf("identify window %s is negative", c.IdentifyWindow)
+	}
+	if c.RedisURL != "" && c.Redis == nil {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return fmt.Errorf("--redis-url: %w (want redis://[:password@]host:port[/db])", err)
 		}
 	}
 	if c.DefaultMaxInFlight > 0 && c.Delivery.MaxInFlight > 0 && c.DefaultMaxInFlight > c.Delivery.MaxInFlight {
@@ -146,6 +198,7 @@ type Server struct {
 	// manager is set by Start once the shard count is known.
 	manager    atomic.Pointer[shard.Manager]
 	shardCount atomic.Int64
+	own        *ownership // set by Start
 
 	chunks chunkWaiters
 	stats  dispatchStats
@@ -156,8 +209,9 @@ type Server struct {
 	// onDispatch, when set (tests only), sees every dispatch before it is handled.
 	onDispatch func(shard.Dispatch)
 
-	draining atomic.Bool
-	cancel   context.CancelFunc
+	draining   atomic.Bool
+	closeRedis *redis.Client // the client Start opened from RedisURL
+	cancel     context.CancelFunc
 	wg       sync.WaitGroup
 	runErr   chan error
 }
@@ -209,12 +263,40 @@ func (s *Server) Register(g *grpc.Server, metrics prometheus.Registerer) error {
 // Hub exposes the delivery hub (tests and in-process embedding).
 func (s *Server) Hub() *delivery.Hub { return s.hub }
 
-// Start implements runtime.Service: it resolves the shard plan, restores stored sessions'
-// watermarks into the hub, and starts the shards and the hub's sweeper.
-func (s *Server) Start(ctx context.Context) error {
+// Start implements runtime.Service: it resolves the shard plan, connects to Redis when
+// configured, and starts the hub's sweeper, the shard manager and the ownership loop that
+// starts the shards this pod owns (resuming stored sessions from their watermarks).
+func (s *Server) Start(ctx context.Context) (err error) {
 	cfg := s.cfg
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for _, f := range slices.Backward(cleanup) {
+				f()
+			}
+		}
+	}()
+	client := cfg.Redis
+	if client == nil && cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("gateway: --redis-url: %w", err)
+		}
+		c := redis.NewClient(opts)
+		cleanup = append(cleanup, func() { _ = c.Close() })
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = c.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("gateway: connecting to redis at %s: %w", opts.Addr, err)
+		}
+		client = c
+		s.closeRedis = c
+	}
+
 	limiter := cfg.Identify
 	gatewayURL, count := cfg.GatewayURL, cfg.ShardCount
+	var limit identify.SessionStartLimit
 	if gatewayURL == "" || count == 0 || limiter == nil {
 		bot, err := shard.FetchGatewayBot(ctx, cfg.RESTBase, cfg.Token)
 		if err != nil {
@@ -226,14 +308,11 @@ func (s *Server) Start(ctx context.Context) error {
 		if count == 0 {
 			count = bot.Shards
 		}
-		if limiter == nil {
-			mem, err := identify.NewMemory(identify.MemoryConfig{Limit: bot.SessionStartLimit})
-			if err != nil {
+		limit = bot.SessionStartLimit
+		if limiter != nil {
+			if err := limiter.Update(ctx, limit); err != nil {
 				return fmt.Errorf("gateway: identify limiter: %w", err)
 			}
-			limiter = mem
-		} else if err := limiter.Update(ctx, bot.SessionStartLimit); err != nil {
-			return fmt.Errorf("gateway: identify limiter: %w", err)
 		}
 	}
 	for _, id := range cfg.ShardIDs {
@@ -241,26 +320,74 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("gateway: shard id %d is outside 0..%d (shard count %d)", id, count-1, count)
 		}
 	}
-	for shardID, st := range cfg.Sessions.snapshot() {
-		if st.session.ID != "" {
-			s.hub.RestoreSession(shardID, st.watermark, st.session.Seq)
-			s.sessionIDs.Store(shardID, st.session.ID)
+	var base string // every Redis key of this bot starts with it
+	if client != nil {
+		botKey, err := identify.BotKey(cfg.Token)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		base = cfg.RedisPrefix + ":" + botKey
+	}
+	if limiter == nil {
+		if client != nil {
+			limiter, err = identify.NewRedis(ctx, client, identify.RedisConfig{Token: cfg.Token, Prefix: cfg.RedisPrefix,
+				Limit: limit, Window: cfg.IdentifyWindow, Logger: s.log.With("component", "identify")})
+		} else {
+			limiter, err = identify.NewMemory(identify.MemoryConfig{Limit: limit, Window: cfg.IdentifyWindow})
+		}
+		if err != nil {
+			return fmt.Errorf("gateway: identify limiter: %w", err)
 		}
 	}
+
+	var leases lease.Manager
+	switch {
+	case len(cfg.ShardIDs) > 0:
+		leases, err = lease.NewFixed(cfg.ShardIDs)
+	case client != nil:
+		leases, err = lease.New(client, lease.Config{Prefix: base, PodID: cfg.GatewayID, Shards: count,
+			TTL: cfg.LeaseTTL, Renew: cfg.LeaseRenew, HandOff: true, Logger: s.log.With("component", "leases")})
+	default:
+		leases, err = lease.NewMemory(count)
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: shard leases: %w", err)
+	}
+	store := cfg.Sessions
+	if store == nil {
+		if client != nil {
+			var fence func(int) (string, string)
+			if r, ok := leases.(*lease.Redis); ok {
+				fence = r.Fence
+			}
+			store, err = NewRedisSessionStore(client, "{"+base+"}:session:", 0, fence)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+		} else {
+			store = NewMemorySessionStore()
+		}
+	}
+	adapter := sessionAdapter{store: store, hub: s.hub, pod: cfg.GatewayID}
 	m, err := shard.NewManager(shard.Config{
 		Token:          cfg.Token,
 		GatewayURL:     gatewayURL,
 		Intents:        cfg.Intents,
-		ShardIDs:       cfg.ShardIDs,
 		ShardCount:     count,
 		Compression:    cfg.Compression,
 		LargeThreshold: cfg.LargeThreshold,
 		Identify:       limiter,
-		Sessions:       sessionAdapter{store: cfg.Sessions, hub: s.hub},
+		Sessions:       adapter,
 		Watermark:      s.watermark,
-		Handler:        s,
-		Logger:         s.log.With("component", "shards"),
-		Timing:         cfg.ShardTiming,
+		Handler: shard.HandlerFunc(func(d shard.Dispatch) {
+			s.HandleDispatch(d)
+			if d.Name == "RESUMED" {
+				s.hub.EndReplay(d.ShardID)
+			}
+		}),
+		Logger:  s.log.With("component", "shards"),
+		Timing:  cfg.ShardTiming,
+		Dynamic: true,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -282,8 +409,10 @@ func (s *Server) Start(ctx context.Context) error {
 			runtime.Fail(ctx, fmt.Errorf("gateway shards: %w", err))
 		}
 	})
+	s.own = newOwnership(s, m, leases, adapter)
+	s.own.start(runCtx, ctx)
 	s.log.Info("gateway started", "gateway_id", cfg.GatewayID, "shard_count", count,
-		"shards", m.ShardIDs(), "compression", cfg.Compression)
+		"redis", client != nil, "fixed_shards", cfg.ShardIDs, "compression", cfg.Compression)
 	return nil
 }
 
@@ -295,14 +424,24 @@ func (s *Server) watermark(shardID int) uint64 {
 	return ^uint64(0) // nothing published yet: no constraint beyond what the shard received
 }
 
-// Stop implements runtime.Service: it stops the shards (saving their sessions with the
-// watermark, so a restart resumes and Discord replays what was not acked), then the hub.
+// Drain implements runtime.Drainer: while workers can still ack, it hands every shard on
+// (stops it, waits for its outstanding events to be acked, saves its session as a clean
+// hand-off) and releases the shard leases, so another pod resumes each shard at once.
+func (s *Server) Drain(ctx context.Context) {
+	if s.own != nil {
+		s.own.drain(ctx)
+	}
+}
+
+// Stop implements runtime.Service: it hands the shards on (see Drain) if that has not
+// happened yet, then stops the shard manager and the hub.
 func (s *Server) Stop(ctx context.Context) error {
 	s.draining.Store(true)
 	if s.cancel == nil {
 		s.hub.Close()
 		return nil
 	}
+	s.own.drain(ctx)
 	s.cancel()
 	var err error
 	select {
@@ -318,6 +457,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("gateway: background work did not stop: %w", ctx.Err()))
+	}
+	if s.closeRedis != nil {
+		err = errors.Join(err, s.closeRedis.Close())
 	}
 	if err != nil {
 		return fmt.Errorf("stopping gateway: %w", err)

@@ -129,6 +129,18 @@ func (h *Hub) RestoreSession(shard int, seq, receivedUpTo uint64) {
 	t.mu.Unlock()
 }
 
+// EndReplay ends the flagging of a restored session's replay: call it when the shard
+// receives RESUMED, which Discord sends after the replayed events. A session taken over
+// from a pod that died is restored with receivedUpTo at its maximum, because nobody knows
+// what the dead pod received; everything Discord replays is then flagged as redelivered,
+// and EndReplay stops the flagging where the replay ends.
+func (h *Hub) EndReplay(shard int) {
+	t := h.track(shard)
+	t.mu.Lock()
+	t.replayedUpTo = min(t.replayedUpTo, t.highest)
+	t.mu.Unlock()
+}
+
 // Watermark returns the shard's delivery watermark and whether the hub knows the shard.
 func (h *Hub) Watermark(shard int) (uint64, bool) {
 	t, ok := h.tracks.Load(shard)

@@ -33,6 +33,9 @@ type Manager interface {
 	// Changes receives the owned set after each change. Only the latest set is
 	// kept when the receiver is slow. It is closed by Stop, after an empty set.
 	Changes() <-chan []int
+	// Release gives up a shard that left the owned set, after its consumer stopped
+	// it (see Config.HandOff); other pods may take it from then on.
+	Release(ctx context.Context, shard int) error
 	// Stop ends Run, releases this pod's shards so other pods can take them at
 	// once, and closes Changes.
 	Stop(ctx context.Context) error
@@ -82,6 +85,19 @@ func NewMemory(shards int) (*Memory, error) {
 	return &Memory{changes: newChanges(), all: all, stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
+// NewFixed returns a Memory manager that owns exactly the given shards: a pod whose
+// shards are assigned by configuration rather than by leases.
+func NewFixed(ids []int) (*Memory, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("lease: no shards to own")
+	}
+	all := slices.Sorted(slices.Values(ids))
+	if all[0] < 0 {
+		return nil, fmt.Errorf("lease: shard id %d is negative", all[0])
+	}
+	return &Memory{changes: newChanges(), all: slices.Compact(all), stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
 // Run implements Manager.
 func (m *Memory) Run(ctx context.Context) error {
 	m.mu.Lock()
@@ -111,6 +127,9 @@ func (m *Memory) Owned() []int {
 
 // Changes implements Manager.
 func (m *Memory) Changes() <-chan []int { return m.changes.ch }
+
+// Release implements Manager: a single process never hands shards to anyone.
+func (m *Memory) Release(context.Context, int) error { return nil }
 
 // Stop implements Manager.
 func (m *Memory) Stop(ctx context.Context) error {

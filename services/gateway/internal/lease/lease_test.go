@@ -349,3 +349,73 @@ func TestMemory(t *testing.T) {
 		t.Errorf("Owned after Stop = %v, want none", m.Owned())
 	}
 }
+
+// TestHandOffWaitsForRelease runs two pods in HandOff mode: a shard over the first
+// pod's share leaves its owned set at once, but no other pod can take it until the
+// first pod calls Release; then the second takes it within a renew interval or so.
+func TestHandOffWaitsForRelease(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Addr)
+	start := func(id string) *pod {
+		m, err := New(newClient(t, srv.Addr), Config{Prefix: "handoff", PodID: id, Shards: 4, TTL: 5 * time.Second, Renew: testRenew, HandOff: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		p := &pod{m: m, cancel: cancel, exited: make(chan struct{})}
+		go func() {
+			p.err = m.Run(ctx)
+			close(p.exited)
+		}()
+		t.Cleanup(func() {
+			_ = m.Stop(context.Background())
+			cancel()
+			<-p.exited
+		})
+		return p
+	}
+	a := start("a")
+	waitFair(t, c, "handoff", 4, a)
+	b := start("b")
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(a.m.Owned(), []int{0, 1}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("first pod owns %v, want [0 1] once a second pod joined", a.m.Owned())
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	// Shards 2 and 3 are being handed off: still leased by a, so b cannot take them.
+	for range 5 {
+		time.Sleep(testRenew)
+		if got := b.m.Owned(); len(got) != 0 {
+			t.Fatalf("second pod took %v before the first released anything", got)
+		}
+		for _, s := range []int{2, 3} {
+			v, err := c.Get(t.Context(), fmt.Sprintf("{handoff}:lease:shard:%d", s)).Result()
+			if err != nil || !strings.HasPrefix(v, "a:") {
+				t.Fatalf("lease of shard %d during hand-off = %q, %v; want it kept by a", s, v, err)
+			}
+		}
+	}
+	key, value := a.m.Fence(2)
+	if v, err := c.Get(t.Context(), key).Result(); err != nil || v != value {
+		t.Fatalf("Fence(2) = %q, %q but Redis holds %q, %v", key, value, v, err)
+	}
+	released := time.Now()
+	for _, s := range []int{2, 3} {
+		if err := a.m.Release(t.Context(), s); err != nil {
+			t.Fatalf("Release(%d): %v", s, err)
+		}
+	}
+	waitFair(t, c, "handoff", 4, a, b)
+	if d := time.Since(released); d > 2*testRenew+500*time.Millisecond {
+		t.Errorf("second pod took the released shards after %s, want about a renew interval (%s)", d, testRenew)
+	}
+	if err := a.m.Release(t.Context(), 3); err != nil {
+		t.Errorf("releasing a shard no longer held = %v, want nil", err)
+	}
+	if got := b.m.Owned(); !slices.Equal(got, []int{2, 3}) {
+		t.Errorf("second pod owns %v, want [2 3]", got)
+	}
+}

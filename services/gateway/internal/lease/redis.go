@@ -36,6 +36,11 @@ type Config struct {
 	Renew time.Duration
 	// Logger receives the manager's logs; nil discards them.
 	Logger *slog.Logger
+	// HandOff makes the release of shards over this pod's fair share two-step: they leave
+	// Owned and Changes at once, but their leases are kept (and renewed) until the
+	// consumer calls Release, so no other pod can take a shard before this one has stopped
+	// it and saved its session. Without HandOff the excess leases are deleted at once.
+	HandOff bool
 }
 
 // Redis is a Manager sharing the shards among pods through leases in Redis.
@@ -51,13 +56,18 @@ type Redis struct {
 	shardKey string // followed by the shard id
 	changes  changes
 
-	mu      sync.Mutex
-	value   string // lease value, pod:epoch, the fencing token of this run; empty until the first tick
-	owned   []int
-	started bool
-	stopped bool
-	stop    chan struct{}
-	done    chan struct{}
+	handOff bool
+
+	mu        sync.Mutex
+	value     string // lease value, pod:epoch, the fencing token of this run; empty until the first tick
+	owned     []int  // what Owned reports: held minus releasing
+	held      []int  // every lease this run holds and renews
+	releasing map[int]bool
+	underFair bool // the last tick left this pod under its share: tick again sooner
+	started   bool
+	stopped   bool
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 var _ Manager = (*Redis)(nil)
@@ -97,42 +107,51 @@ func New(client redis.UniversalClient, cfg Config) (*Redis, error) {
 	// One hash tag for every key, so the scripts work on Redis Cluster too.
 	base := "{" + cfg.Prefix + "}:lease:"
 	return &Redis{
-		client:   client,
-		pod:      cfg.PodID,
-		shards:   cfg.Shards,
-		ttl:      cfg.TTL,
-		renew:    cfg.Renew,
-		log:      cfg.Logger.With("pod", cfg.PodID),
-		podsKey:  base + "pods",
-		epochKey: base + "epoch",
-		shardKey: base + "shard:",
-		changes:  newChanges(),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		client:    client,
+		pod:       cfg.PodID,
+		shards:    cfg.Shards,
+		ttl:       cfg.TTL,
+		renew:     cfg.Renew,
+		log:       cfg.Logger.With("pod", cfg.PodID),
+		podsKey:   base + "pods",
+		epochKey:  base + "epoch",
+		shardKey:  base + "shard:",
+		changes:   newChanges(),
+		handOff:   cfg.HandOff,
+		releasing: map[int]bool{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}, nil
 }
 
 // tickScript renews this pod's heartbeat and leases, then moves it toward its
 // fair share: the live pods sorted by id get floor(shards/pods) each and the
 // first shards%pods of them one more, so the shares add up to exactly the
-// shard count and never exceed ceil(shards/pods). KEYS: pods zset, epoch counter, shard key prefix. ARGV: pod id,
-// lease value ("" on the first tick: the script makes one from a new epoch),
-// TTL ms, shard count, claim (1 when free shards may be taken), then the shards
-// this pod believes it owns: each is kept when its lease still holds this run's
-// value (compare-and-renew), re-acquired when the lease vanished (as after a
-// Redis restart) and dropped when another pod holds it. Only a pod under its
-// share scans the other shards, so a steady tick costs O(owned shards).
-// Returns the lease value followed by the owned shards.
+// shard count and never exceed ceil(shards/pods). KEYS: pods zset, epoch
+// counter, shard key prefix. ARGV: pod id, lease value ("" on the first tick:
+// the script makes one from a new epoch), TTL ms, shard count, claim (1 when
+// free shards may be taken), hand-off (1 to keep leases over the share for the
+// caller to release), then the shards this pod holds: each is kept when its
+// lease still holds this run's value (compare-and-renew), re-acquired when the
+// lease vanished (as after a Redis restart) and dropped when another pod holds
+// it. A pod whose heartbeat was missing (its first tick, or Redis lost its
+// state) claims nothing this tick, so every pod has re-registered and taken its
+// own leases back before anyone counts shares. Only a pod under its share scans
+// the other shards, so a steady tick costs O(held shards). Returns the lease
+// value, the fair share, then the held shards.
 var tickScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local pods, base = KEYS[1], KEYS[3]
-local pod, value, ttl, n, claim = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local pod, value, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local claim, handoff = ARGV[5] == '1', ARGV[6] == '1'
 if value == '' then
   value = pod .. ':' .. redis.call('INCR', KEYS[2])
 end
-redis.call('ZADD', pods, now + ttl, pod)
 redis.call('ZREMRANGEBYSCORE', pods, '-inf', now)
+if redis.call('ZADD', pods, now + ttl, pod) == 1 then
+  claim = false
+end
 local members = redis.call('ZRANGE', pods, 0, -1)
 table.sort(members)
 local live, rank = #members, 0
@@ -143,7 +162,7 @@ local fair = math.floor(n / live)
 if rank < n % live then fair = fair + 1 end
 
 local owned, mine = {}, {}
-for j = 6, #ARGV do
+for j = 7, #ARGV do
   local i = tonumber(ARGV[j])
   if i ~= nil and i >= 0 and i < n and not mine[i] then
     local v = redis.call('GET', base .. i)
@@ -154,9 +173,11 @@ for j = 6, #ARGV do
   end
 end
 table.sort(owned)
-while #owned > fair do
-  local i = table.remove(owned)
-  redis.call('DEL', base .. i)
+if not handoff then
+  while #owned > fair do
+    local i = table.remove(owned)
+    redis.call('DEL', base .. i)
+  end
 end
 for _, i in ipairs(owned) do
   redis.call('PEXPIRE', base .. i, ttl)
@@ -177,9 +198,18 @@ if claim and #owned < fair then
   end
 end
 table.sort(owned)
-local out = {value}
+local out = {value, tostring(fair)}
 for _, i in ipairs(owned) do out[#out + 1] = tostring(i) end
 return out
+`)
+
+// releaseOneScript deletes one lease if it still holds this run's value.
+// KEYS: the shard's lease. ARGV: lease value.
+var releaseOneScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 `)
 
 // releaseScript deletes the leases holding this run's value and the heartbeat.
@@ -200,12 +230,15 @@ return released
 // tick runs tickScript and records the result.
 func (r *Redis) tick(ctx context.Context, claim bool) error {
 	r.mu.Lock()
-	args := make([]any, 0, 5+len(r.owned))
-	args = append(args, r.pod, r.value, r.ttl.Milliseconds(), r.shards, 0)
+	args := make([]any, 0, 6+len(r.held))
+	args = append(args, r.pod, r.value, r.ttl.Milliseconds(), r.shards, 0, 0)
 	if claim {
 		args[4] = 1
 	}
-	for _, s := range r.owned {
+	if r.handOff {
+		args[5] = 1
+	}
+	for _, s := range r.held {
 		args = append(args, s)
 	}
 	r.mu.Unlock()
@@ -213,22 +246,47 @@ func (r *Redis) tick(ctx context.Context, claim bool) error {
 	if err != nil {
 		return fmt.Errorf("renewing shard leases in redis: %w", err)
 	}
-	if len(res) == 0 {
-		return errors.New("renewing shard leases in redis: empty reply")
+	if len(res) < 2 {
+		return errors.New("renewing shard leases in redis: short reply")
 	}
-	owned := make([]int, 0, len(res)-1)
-	for _, s := range res[1:] {
+	fair, err := strconv.Atoi(res[1])
+	if err != nil {
+		return fmt.Errorf("renewing shard leases in redis: bad fair share %q: %w", res[1], err)
+	}
+	held := make([]int, 0, len(res)-2)
+	for _, s := range res[2:] {
 		id, err := strconv.Atoi(s)
 		if err != nil {
 			return fmt.Errorf("renewing shard leases in redis: bad shard id %q: %w", s, err)
 		}
-		owned = append(owned, id)
+		held = append(held, id)
 	}
 	r.mu.Lock()
 	if r.value == "" {
 		r.value = res[0]
 		r.log.Info("shard lease manager registered", "lease", r.value)
 	}
+	r.held = held
+	// A releasing shard whose lease was lost needs no release any more.
+	for s := range r.releasing {
+		if !slices.Contains(held, s) {
+			delete(r.releasing, s)
+		}
+	}
+	owned := make([]int, 0, len(held))
+	for _, s := range held {
+		if !r.releasing[s] {
+			owned = append(owned, s)
+		}
+	}
+	// Over the share: hand off the highest shards (the claim order takes the lowest
+	// free ones, so this converges).
+	for len(owned) > fair {
+		s := owned[len(owned)-1]
+		owned = owned[:len(owned)-1]
+		r.releasing[s] = true
+	}
+	r.underFair = len(held) < fair
 	changed := !slices.Equal(owned, r.owned)
 	if changed {
 		r.log.Info("owned shards changed", "owned", owned, "was", r.owned)
@@ -239,6 +297,34 @@ func (r *Redis) tick(ctx context.Context, claim bool) error {
 		r.changes.publish(owned)
 	}
 	return nil
+}
+
+// Release gives up a shard that left the owned set in HandOff mode, once its consumer
+// has stopped it: another pod may claim it from now on. Releasing a shard this pod no
+// longer holds does nothing. On error the lease is no longer renewed and expires after
+// the TTL.
+func (r *Redis) Release(ctx context.Context, shard int) error {
+	r.mu.Lock()
+	value := r.value
+	r.held = slices.DeleteFunc(r.held, func(s int) bool { return s == shard })
+	delete(r.releasing, shard)
+	r.mu.Unlock()
+	if value == "" {
+		return nil
+	}
+	if err := releaseOneScript.Run(ctx, r.client, []string{r.shardKey + strconv.Itoa(shard)}, value).Err(); err != nil {
+		return fmt.Errorf("releasing the lease of shard %d (it expires in %s): %w", shard, r.ttl, err)
+	}
+	return nil
+}
+
+// Fence returns the Redis key of a shard's lease and the value it holds while this run
+// owns the shard, so a writer can refuse to act for a shard another pod has taken. The
+// value is empty before the first successful tick.
+func (r *Redis) Fence(shard int) (key, value string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.shardKey + strconv.Itoa(shard), r.value
 }
 
 // Run implements Manager. Free shards are claimed only after a successful tick,
@@ -257,7 +343,7 @@ func (r *Redis) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	defer close(r.done)
 
-	t := time.NewTicker(r.renew)
+	t := time.NewTimer(r.renew)
 	defer t.Stop()
 	lastOK := false
 	for {
@@ -268,6 +354,15 @@ func (r *Redis) Run(ctx context.Context) error {
 			r.log.Warn("shard lease renewal failed; keeping the owned shards", "err", err, "owned", r.Owned())
 		}
 		lastOK = err == nil
+		// Under its share, a pod looks for free shards sooner: shards released by a
+		// pod handing off are taken within a fraction of the renew interval.
+		next := r.renew
+		r.mu.Lock()
+		if lastOK && r.underFair {
+			next = max(r.renew/4, time.Millisecond)
+		}
+		r.mu.Unlock()
+		t.Reset(next)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -310,6 +405,8 @@ func (r *Redis) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	value := r.value
 	r.owned = nil
+	r.held = nil
+	clear(r.releasing)
 	r.mu.Unlock()
 	r.changes.publish(nil)
 	close(r.changes.ch)

@@ -149,6 +149,15 @@ func (s *shard) run(ctx context.Context) error {
 	}
 }
 
+// currentSession returns the session with the last received sequence.
+func (s *shard) currentSession() (Session, bool) {
+	s.mu.Lock()
+	sess := s.session
+	s.mu.Unlock()
+	sess.Seq = s.seq.Load()
+	return sess, sess.ID != ""
+}
+
 // backoff is min*2^(failures-1), capped at max, with the upper half jittered.
 func backoff(minDelay, maxDelay time.Duration, failures int) time.Duration {
 	d := minDelay

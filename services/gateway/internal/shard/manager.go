@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"github.com/kubecord/kubecord/services/gateway/internal/identify"
 )
 
-// Manager runs the shards of one process.
+// Manager runs the shards of one process: a fixed set (Config.ShardIDs), or, with
+// Config.Dynamic, whichever shards StartShard and StopShard add and remove while Run runs
+// (the shards this pod holds leases on).
 type Manager struct {
 	cfg      Config
 	timing   Timing
@@ -22,11 +25,28 @@ type Manager struct {
 	limiter  identify.Limiter
 	sessions SessionStore
 	handler  Handler
-	shards   []*shard
-	byID     map[int]*shard
+	initial  []int
 
 	runMu   sync.Mutex
 	running bool
+
+	mu      sync.Mutex
+	runCtx  context.Context // set while Run runs
+	byID    map[int]*shard
+	live    map[int]*liveShard
+	errs    []error
+	fatal   bool          // a fatal-all error ended every shard
+	exited  chan struct{} // signalled (non-blocking) whenever a shard goroutine ends
+	wg      sync.WaitGroup
+	stopped bool          // Run has returned: no more StartShard
+	runOn   chan struct{} // closed once Run has set runCtx (or refused to start)
+}
+
+// liveShard is a running shard goroutine.
+type liveShard struct {
+	s      *shard
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewManager checks cfg and returns a Manager ready to Run.
@@ -54,8 +74,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	if len(cfg.Presence) > 0 && !json.Valid(cfg.Presence) {
 		return nil, errors.New("shard manager: the initial presence is not valid JSON")
 	}
+	if cfg.Dynamic && len(cfg.ShardIDs) > 0 {
+		return nil, errors.New("shard manager: a dynamic manager starts with no shards; list none")
+	}
 	ids := slices.Clone(cfg.ShardIDs)
-	if len(ids) == 0 {
+	if len(ids) == 0 && !cfg.Dynamic {
 		for i := range cfg.ShardCount {
 			ids = append(ids, i)
 		}
@@ -69,6 +92,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		sessions: cfg.Sessions,
 		handler:  cfg.Handler,
 		byID:     map[int]*shard{},
+		live:     map[int]*liveShard{},
+		exited:   make(chan struct{}, 1),
+		runOn:    make(chan struct{}),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -84,31 +110,42 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.sessions = NewMemorySessionStore()
 	}
 	for i, id := range ids {
-		if id < 0 || id >= cfg.ShardCount {
-			return nil, fmt.Errorf("shard manager: shard id %d is outside 0..%d", id, cfg.ShardCount-1)
+		if err := m.checkID(id); err != nil {
+			return nil, err
 		}
 		if i > 0 && ids[i-1] == id {
 			return nil, fmt.Errorf("shard manager: shard id %d is listed twice", id)
 		}
-		s := &shard{id: id, m: m, state: StateIdle, started: make(chan struct{})}
-		m.shards = append(m.shards, s)
-		m.byID[id] = s
+		m.byID[id] = newShard(m, id)
 	}
+	m.initial = ids
 	return m, nil
 }
 
-// Run connects every shard and keeps them connected until ctx is done, then closes them
+func newShard(m *Manager, id int) *shard {
+	return &shard{id: id, m: m, state: StateIdle, started: make(chan struct{})}
+}
+
+func (m *Manager) checkID(id int) error {
+	if id < 0 || id >= m.cfg.ShardCount {
+		return fmt.Errorf("shard manager: shard id %d is outside 0..%d", id, m.cfg.ShardCount-1)
+	}
+	return nil
+}
+
+// Run connects the shards and keeps them connected until ctx is done, then closes them
 // with a resumable code and saves their sessions, so a new Manager with the same
-// SessionStore resumes instead of identifying. Shards start in id order, each after the
-// previous one has begun its identify or resume, so identify buckets fill in order.
+// SessionStore resumes instead of identifying. The fixed shards start in id order, each
+// after the previous one has begun its identify or resume, so identify buckets fill in
+// order; a dynamic Manager starts none and runs what StartShard adds.
 //
 // A shard that has not begun its identify or resume within the handshake and hello
 // timeouts no longer holds back the next one.
 //
 // Run returns nil when ctx ends. A fatal close stops its shard (4004 stops all of them);
-// Run then returns the fatal errors once every shard has stopped. Before connecting it
-// refuses, with an error wrapping identify.ErrBudgetExhausted, a start whose identifies
-// would exhaust the session start budget. A Manager runs once.
+// Run then returns the fatal errors once no shard runs. Before connecting it refuses,
+// with an error wrapping identify.ErrBudgetExhausted, a start whose identifies would
+// exhaust the session start budget. A Manager runs once.
 func (m *Manager) Run(ctx context.Context) error {
 	m.runMu.Lock()
 	if m.running {
@@ -118,50 +155,190 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.running = true
 	m.runMu.Unlock()
 
-	starts := 0
-	for _, s := range m.shards {
-		sess, ok, err := m.sessions.Load(ctx, s.id)
-		if err != nil || !ok || sess.ID == "" {
-			starts++
-		}
+	if err := m.checkPlan(ctx, m.initial); err != nil {
+		m.mu.Lock()
+		m.stopped = true
+		m.mu.Unlock()
+		close(m.runOn)
+		return fmt.Errorf("shard manager: refusing to start %d shards: %w", len(m.initial), err)
 	}
-	if err := m.limiter.CheckPlan(ctx, starts); err != nil {
-		return fmt.Errorf("shard manager: refusing to start %d shards: %w", len(m.shards), err)
-	}
-
 	runCtx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
-	var (
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		errs  []error
-	)
-	for _, s := range m.shards {
-		wg.Go(func() {
-			err := s.run(runCtx)
-			if err == nil {
-				return
-			}
-			errMu.Lock()
-			errs = append(errs, err)
-			errMu.Unlock()
-			var ce *fatalAllError
-			if errors.As(err, &ce) {
-				cancelAll()
-			}
-		})
+	m.mu.Lock()
+	m.runCtx = runCtx
+	m.mu.Unlock()
+	close(m.runOn)
+
+	for _, id := range m.initial {
+		m.mu.Lock()
+		ls := m.launchLocked(runCtx, m.byID[id], cancelAll)
+		m.mu.Unlock()
 		// A shard that cannot even connect must not hold the others back for long.
 		wait := time.NewTimer(m.timing.HandshakeTimeout + m.timing.HelloTimeout)
 		select {
-		case <-s.started:
+		case <-ls.s.started:
 		case <-wait.C:
-			m.log.Warn("shard is slow to start; starting the next one", "shard", s.id)
+			m.log.Warn("shard is slow to start; starting the next one", "shard", id)
 		case <-runCtx.Done():
 		}
 		wait.Stop()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	for {
+		m.mu.Lock()
+		done := m.fatal || (len(m.live) == 0 && len(m.errs) > 0)
+		m.mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-runCtx.Done():
+		case <-m.exited:
+			continue
+		}
+		break
+	}
+	cancelAll()
+	m.mu.Lock()
+	m.stopped = true
+	m.mu.Unlock()
+	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return errors.Join(m.errs...)
+}
+
+// checkPlan refuses starts that would exhaust the session start budget: shards with no
+// stored session identify.
+func (m *Manager) checkPlan(ctx context.Context, ids []int) error {
+	starts := 0
+	for _, id := range ids {
+		sess, ok, err := m.sessions.Load(ctx, id)
+		if err != nil || !ok || sess.ID == "" {
+			starts++
+		}
+	}
+	if starts == 0 {
+		return nil
+	}
+	return m.limiter.CheckPlan(ctx, starts)
+}
+
+// launchLocked starts a shard's goroutine. m.mu is held.
+func (m *Manager) launchLocked(runCtx context.Context, s *shard, cancelAll context.CancelFunc) *liveShard {
+	ctx, cancel := context.WithCancel(runCtx)
+	ls := &liveShard{s: s, cancel: cancel, done: make(chan struct{})}
+	m.live[s.id] = ls
+	m.wg.Go(func() {
+		defer close(ls.done)
+		err := s.run(ctx)
+		cancel()
+		m.mu.Lock()
+		if m.live[s.id] == ls {
+			delete(m.live, s.id)
+		}
+		if err != nil {
+			m.errs = append(m.errs, err)
+			var ce *fatalAllError
+			if errors.As(err, &ce) {
+				m.fatal = true
+				cancelAll()
+			}
+		}
+		m.mu.Unlock()
+		select {
+		case m.exited <- struct{}{}:
+		default:
+		}
+	})
+	return ls
+}
+
+// StartShards starts shards on a dynamic Manager while Run runs, resuming their stored
+// sessions. It refuses, naming the numbers, a start whose identifies would exhaust the
+// session start budget, and ids outside the shard count or already running.
+func (m *Manager) StartShards(ctx context.Context, ids []int) error {
+	if !m.cfg.Dynamic {
+		return errors.New("shard manager: shards are fixed; StartShards needs Config.Dynamic")
+	}
+	ids = slices.Sorted(slices.Values(ids))
+	select { // Run may be starting in another goroutine
+	case <-m.runOn:
+	case <-ctx.Done():
+		return fmt.Errorf("shard manager: waiting for Run: %w", ctx.Err())
+	}
+	m.mu.Lock()
+	runCtx, stopped := m.runCtx, m.stopped
+	for _, id := range ids {
+		if err := m.checkID(id); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		if _, ok := m.live[id]; ok {
+			m.mu.Unlock()
+			return fmt.Errorf("shard manager: shard %d is already running", id)
+		}
+	}
+	m.mu.Unlock()
+	if runCtx == nil || stopped {
+		return errors.New("shard manager: not running (call StartShards while Run runs)")
+	}
+	if err := m.checkPlan(ctx, ids); err != nil {
+		return fmt.Errorf("shard manager: refusing to start shards %v: %w", ids, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return errors.New("shard manager: stopped while starting shards")
+	}
+	for _, id := range ids {
+		if _, ok := m.live[id]; ok {
+			continue // started by a concurrent call
+		}
+		s := newShard(m, id)
+		m.byID[id] = s
+		m.launchLocked(runCtx, s, func() {})
+	}
+	return nil
+}
+
+// StopShard stops one shard of a dynamic Manager: it closes the connection with a
+// resumable code, saves the session and forgets the shard. It returns the session as it
+// stood (ok false when the shard had none), for a hand-off to another pod.
+func (m *Manager) StopShard(ctx context.Context, id int) (Session, bool, error) {
+	m.mu.Lock()
+	ls, ok := m.live[id]
+	s := m.byID[id]
+	m.mu.Unlock()
+	if ok {
+		ls.cancel()
+		select {
+		case <-ls.done:
+		case <-ctx.Done():
+			return Session{}, false, fmt.Errorf("shard manager: shard %d did not stop: %w", id, ctx.Err())
+		}
+	}
+	m.mu.Lock()
+	if m.byID[id] == s {
+		delete(m.byID, id)
+	}
+	m.mu.Unlock()
+	if s == nil {
+		return Session{}, false, nil
+	}
+	sess, ok := s.currentSession()
+	return sess, ok, nil
+}
+
+// Session returns a shard's current session with the last received sequence; ok is
+// false when the shard is not run here or has no session.
+func (m *Manager) Session(id int) (Session, bool) {
+	m.mu.Lock()
+	s := m.byID[id]
+	m.mu.Unlock()
+	if s == nil {
+		return Session{}, false
+	}
+	return s.currentSession()
 }
 
 // fatalAllError marks a fatal error that stops every shard (a rejected token).
@@ -187,7 +364,9 @@ func (m *Manager) Send(ctx context.Context, shardID, op int, d any) error {
 	if _, ok := commandOps[op]; !ok {
 		return fmt.Errorf("gateway op %d cannot be sent as a command (allowed: 3, 4, 8, 31, 43)", op)
 	}
+	m.mu.Lock()
 	s, ok := m.byID[shardID]
+	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("shard %d is not run by this manager", shardID)
 	}
@@ -207,8 +386,15 @@ func (m *Manager) Send(ctx context.Context, shardID, op int, d any) error {
 // Status returns a snapshot of every shard, in shard id order.
 func (m *Manager) Status() []ShardStatus {
 	now := time.Now()
-	out := make([]ShardStatus, len(m.shards))
-	for i, s := range m.shards {
+	m.mu.Lock()
+	shards := make([]*shard, 0, len(m.byID))
+	for _, s := range m.byID {
+		shards = append(shards, s)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(shards, func(a, b *shard) int { return a.id - b.id })
+	out := make([]ShardStatus, len(shards))
+	for i, s := range shards {
 		out[i] = s.status(now)
 	}
 	return out
@@ -216,9 +402,9 @@ func (m *Manager) Status() []ShardStatus {
 
 // ShardIDs returns the shards this manager runs, in order.
 func (m *Manager) ShardIDs() []int {
-	ids := make([]int, len(m.shards))
-	for i, s := range m.shards {
-		ids[i] = s.id
-	}
+	m.mu.Lock()
+	ids := slices.Collect(maps.Keys(m.byID))
+	m.mu.Unlock()
+	slices.Sort(ids)
 	return ids
 }

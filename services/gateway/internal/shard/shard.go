@@ -127,6 +127,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Timing overrides protocol timers; zero fields take Discord's values.
 	Timing Timing
+	// Dynamic starts no shard in Run: StartShards and StopShard add and remove them
+	// while Run runs (the shards a pod holds leases on). ShardIDs must be empty.
+	Dynamic bool
 }
 
 // Timing holds the timers of the protocol. Tests shorten them; zero values are replaced
