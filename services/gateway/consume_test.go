@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -625,5 +628,61 @@ func TestDeliveryBatchFrame(t *testing.T) {
 				t.Errorf("frame is %d bytes, proto.Marshal gives %d", len(frame)-len(prefix), len(again))
 			}
 		})
+	}
+}
+
+// validSpanTracerProvider makes spans that record nothing but carry a valid, sampled
+// context, enough to see HandleDispatch propagate it.
+type validSpanTracerProvider struct{ embedded.TracerProvider }
+
+func (validSpanTracerProvider) Tracer(string, ...trace.TracerOption) trace.Tracer {
+	return validSpanTracer{}
+}
+
+type validSpanTracer struct{ embedded.Tracer }
+
+func (validSpanTracer) Start(ctx context.Context, _ string, _ ...trace.SpanStartOption) (context.Context, trace.Span) {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	ctx = trace.ContextWithSpanContext(ctx, sc)
+	return ctx, trace.SpanFromContext(ctx)
+}
+
+// TestTracingEnabled checks that events carry no trace context and cost no span while no
+// tracer provider is installed, and carry the receipt span's context once one is. Not
+// parallel: it swaps the global tracer provider and puts the default back.
+func TestTracingEnabled(t *testing.T) {
+	prev := otel.GetTracerProvider()
+	if tracingEnabled() {
+		t.Fatalf("tracing on with the default provider %T; the check in tracingEnabled is out of date", prev)
+	}
+	s := newTestServer(t, Config{Groups: []string{"bot"}})
+	m, err := s.hub.Join(delivery.JoinRequest{Group: "bot", MaxInFlight: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	next := func(seq uint64) *discordv1.Event {
+		t.Helper()
+		s.HandleDispatch(messageCreate(0, seq, 900000000000000001))
+		items, err := m.TryNext(nil, 1)
+		if err != nil || len(items) != 1 {
+			t.Fatalf("TryNext: %v, %v", items, err)
+		}
+		var ev discordv1.Event
+		if err := proto.Unmarshal(items[0].Delivery.Event.Payload, &ev); err != nil {
+			t.Fatal(err)
+		}
+		return &ev
+	}
+	if tc := next(1).GetTraceContext(); len(tc) != 0 {
+		t.Errorf("trace context %v without a tracer provider", tc)
+	}
+	otel.SetTracerProvider(validSpanTracerProvider{})
+	defer otel.SetTracerProvider(prev)
+	if !tracingEnabled() {
+		t.Fatal("tracing off with a provider installed")
+	}
+	if tp := next(2).GetTraceContext()["traceparent"]; !strings.HasPrefix(tp, "00-01000000000000000000000000000000-0200000000000000-01") {
+		t.Errorf("traceparent %q, want the receipt span's context", tp)
 	}
 }

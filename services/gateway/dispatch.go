@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"reflect"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
@@ -42,24 +43,29 @@ func (s *Server) HandleDispatch(d shard.Dispatch) {
 		s.stats.routeErrors.Add(1)
 		s.log.Warn("unreadable routing key; routing the event by shard", "shard", d.ShardID, "seq", d.Seq, "event", d.Name, "err", err)
 	}
-	ev := &discordv1.Event{
-		ShardId:    uint32(d.ShardID),
-		ShardCount: uint32(d.ShardCount),
-		Sequence:   d.Seq,
-		Name:       d.Name,
-		ReceivedAt: timestamppb.New(d.ReceivedAt),
-		Raw:        d.Data,
-	}
+	// One allocation for the envelope's messages: they only live until the marshal below.
+	env := &envelope{}
+	env.receivedAt.Seconds, env.receivedAt.Nanos = d.ReceivedAt.Unix(), int32(d.ReceivedAt.Nanosecond())
+	ev := &env.ev
+	ev.ShardId = uint32(d.ShardID)
+	ev.ShardCount = uint32(d.ShardCount)
+	ev.Sequence = d.Seq
+	ev.Name = d.Name
+	ev.ReceivedAt = &env.receivedAt
+	ev.Raw = d.Data
 	if route.Kind != discordjson.RouteNone {
-		ev.RoutingKey = route.Proto()
+		env.routingKey.Kind, env.routingKey.Id = discordv1.RoutingKey_Kind(route.Kind), route.ID
+		ev.RoutingKey = &env.routingKey
 		if route.Kind == discordjson.RouteGuild {
 			ev.GuildId = route.ID
 		}
 	}
-	if sc := s.traceEvent(d); sc.IsValid() {
-		carrier := propagation.MapCarrier{}
-		propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
-		ev.TraceContext = carrier
+	if tracingEnabled() {
+		if sc := s.traceEvent(d); sc.IsValid() {
+			carrier := propagation.MapCarrier{}
+			propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
+			ev.TraceContext = carrier
+		}
 	}
 	if err := discordjson.DecodeEvent(ev); err != nil {
 		// The raw JSON still carries everything; consumers can decode it themselves.
@@ -94,6 +100,38 @@ func (s *Server) HandleDispatch(d shard.Dispatch) {
 	}) {
 		s.stats.duplicates.Add(1)
 	}
+}
+
+// envelope holds an event's protobuf envelope and its small sub-messages together.
+type envelope struct {
+	ev         discordv1.Event
+	receivedAt timestamppb.Timestamp
+	routingKey discordv1.RoutingKey
+}
+
+// tracerState caches whether the global tracer provider is OpenTelemetry's default, for
+// the provider last seen.
+type tracerState struct {
+	tp      trace.TracerProvider
+	enabled bool
+}
+
+var lastTracer atomic.Pointer[tracerState]
+
+// tracingEnabled reports whether a tracer provider was installed (otel.SetTracerProvider).
+// Until one is, OpenTelemetry's default provider makes spans that record nothing and carry
+// no valid context, at a cost of several allocations per event (a third of the dispatch
+// path's allocations), so HandleDispatch skips the span altogether.
+func tracingEnabled() bool {
+	tp := otel.GetTracerProvider()
+	if st := lastTracer.Load(); st != nil && st.tp == tp {
+		return st.enabled
+	}
+	// The default is an internal type of otel; should its name change, tracing stays on
+	// (correct, only slower) and TestTracingEnabled fails.
+	st := &tracerState{tp: tp, enabled: reflect.TypeOf(tp).String() != "*global.tracerProvider"}
+	lastTracer.Store(st)
+	return st.enabled
 }
 
 // traceEvent records a short span for the receipt of an event and returns its context, so

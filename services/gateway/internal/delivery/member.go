@@ -101,10 +101,14 @@ func (m *Member) take(items []Item, limit int) ([]Item, error) {
 		m.gaps = nil
 	}
 	var now time.Time
-	for len(items) < limit && len(m.inflight) < m.maxInFlight && len(m.ready) > 0 {
-		ks := m.ready[0]
-		m.ready[0] = nil
-		m.ready = m.ready[1:]
+	// The ready ring is consumed from next and compacted once at the end, so its backing
+	// array is kept: slicing it from the front would drop its capacity and make the next
+	// schedule allocate, once per event at low rates.
+	next := 0
+	for len(items) < limit && len(m.inflight) < m.maxInFlight && next < len(m.ready) {
+		ks := m.ready[next]
+		m.ready[next] = nil
+		next++
 		ks.readyIn = false
 		if len(ks.q) == 0 || (ks.inflight > 0 && ks.owner != m) {
 			// Emptied by overflow drops since it was queued; or, defensively, owned elsewhere.
@@ -113,7 +117,11 @@ func (m *Member) take(items []Item, limit int) ([]Item, error) {
 		}
 		e := ks.q[0]
 		ks.q[0] = nil
-		ks.q = ks.q[1:]
+		if len(ks.q) == 1 {
+			ks.q = ks.q[:0] // drained: keep the backing array for the key's next event
+		} else {
+			ks.q = ks.q[1:]
+		}
 		g.unlink(e)
 		if now.IsZero() {
 			now = time.Now()
@@ -141,8 +149,10 @@ func (m *Member) take(items []Item, limit int) ([]Item, error) {
 		}
 		items = append(items, Item{Delivery: d})
 	}
-	if len(m.ready) == 0 {
-		m.ready = nil
+	if next > 0 {
+		n := copy(m.ready, m.ready[next:])
+		clear(m.ready[n:])
+		m.ready = m.ready[:n]
 	}
 	return items, nil
 }
