@@ -212,8 +212,8 @@ type Server struct {
 	draining   atomic.Bool
 	closeRedis *redis.Client // the client Start opened from RedisURL
 	cancel     context.CancelFunc
-	wg       sync.WaitGroup
-	runErr   chan error
+	wg         sync.WaitGroup
+	runErr     chan error
 }
 
 var (

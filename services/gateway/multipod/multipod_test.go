@@ -567,7 +567,7 @@ func TestRedisRestart(t *testing.T) {
 	c.load(400)
 	before := c.ready()
 	c.redis.Stop()
-	c.waitFlow() // events still flow with Redis down
+	c.waitFlow()             // events still flow with Redis down
 	time.Sleep(2 * leaseTTL) // longer than a lease: nothing may move
 	if got := c.ready(); !mapsEqual(got, before) {
 		t.Errorf("shards moved during the Redis outage: %v, want %v", got, before)
