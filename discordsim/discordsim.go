@@ -45,6 +45,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -244,6 +245,8 @@ type Server struct {
 	mux   *http.ServeMux
 
 	gw *gatewayState
+	// recommended overrides cfg.Shards in GET /gateway/bot when above 0.
+	recommended atomic.Int64
 
 	bots   []*Bot
 	botsMu sync.RWMutex
@@ -482,7 +485,22 @@ type SessionStartLimit struct {
 
 // gatewayBotInfo is the body of GET /gateway/bot for b.
 func (s *Server) gatewayBotInfo(b *Bot) any {
-	return GatewayBotInfo{URL: s.GatewayURL(), Shards: s.cfg.Shards, SessionStartLimit: s.gw.sessionStartLimit(b.ID, time.Now())}
+	shards := s.cfg.Shards
+	if n := s.recommended.Load(); n > 0 {
+		shards = int(n)
+	}
+	return GatewayBotInfo{URL: s.GatewayURL(), Shards: shards, SessionStartLimit: s.gw.sessionStartLimit(b.ID, time.Now())}
+}
+
+// SetRecommendedShards changes the shard count GET /gateway/bot recommends from now on,
+// as Discord does when a bot grows; it does not touch running sessions, which keep
+// working with their own shard count.
+func (s *Server) SetRecommendedShards(n int) error {
+	if n < 1 {
+		return fmt.Errorf("recommended shard count %d must be at least 1", n)
+	}
+	s.recommended.Store(int64(n))
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kubecord/kubecord/internal/runtime"
 )
 
 // DefaultConfig returns the gateway's defaults (Discord's real timings, zlib-stream).
 func DefaultConfig() Config {
-	return Config{RESTBase: DefaultRESTBase, Compression: "zlib-stream", Intents: defaultIntents}
+	return Config{RESTBase: DefaultRESTBase, Compression: "zlib-stream", Intents: defaultIntents, ReshardCheck: time.Hour}
 }
 
 // defaultIntents are every non-privileged intent: bits 0, 2-7, 9-14, 16, 20, 21, 24 and 25,
@@ -44,6 +45,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseRenew, "lease-renew", c.LeaseRenew, "shard lease renewal interval, under --lease-ttl (0 = 3s)")
 	fs.DurationVar(&c.SessionSave, "session-save", c.SessionSave, "interval of session saves while shards run: what a pod taking over a killed pod's shards resumes from (0 = 1s)")
 	fs.DurationVar(&c.HandoffTimeout, "handoff-timeout", c.HandoffTimeout, "per shard, how long a stopping pod waits for workers to ack the shard's outstanding events before handing it on (0 = 5s)")
+	fs.DurationVar(&c.ReshardCheck, "reshard-check", c.ReshardCheck, "how often to compare the shard count with GET /gateway/bot's recommendation and reshard, without downtime, when it grew (0 never)")
+	fs.IntVar(&c.ShadowEvents, "reshard-shadow-events", c.ShadowEvents, "events a new shard set holds per pod while a reshard warms it up (0 = 200000)")
 	fs.DurationVar(&c.IdentifyWindow, "identify-window", c.IdentifyWindow, "identify window per max_concurrency bucket (0 = Discord's 5s plus a margin; only simulators want less)")
 }
 

@@ -32,7 +32,6 @@ import (
 	"github.com/kubecord/kubecord/internal/runtime"
 	"github.com/kubecord/kubecord/services/gateway/internal/delivery"
 	"github.com/kubecord/kubecord/services/gateway/internal/identify"
-	"github.com/kubecord/kubecord/services/gateway/internal/lease"
 	"github.com/kubecord/kubecord/services/gateway/internal/shard"
 )
 
@@ -101,6 +100,13 @@ type Config struct {
 	// SessionSave is the interval of session saves while shards run (default 1 s): after
 	// a pod is killed, the pod taking its shards resumes from the last save.
 	SessionSave time.Duration
+	// ReshardCheck is how often GET /gateway/bot's recommended shard count is compared with
+	// the running one; when it grew, the gateway reshards to it without downtime. 0 never
+	// checks (DefaultConfig checks hourly).
+	ReshardCheck time.Duration
+	// ShadowEvents bounds the events a new shard set holds per pod while a reshard warms it
+	// up (default DefaultShadowEvents).
+	ShadowEvents int
 	// HandoffTimeout bounds, per shard, the wait for consumers to ack a stopping shard's
 	// outstanding events before its session is handed on (default 5 s). What is still
 	// unacked is replayed by the next owner, flagged as redelivered.
@@ -198,7 +204,23 @@ type Server struct {
 	// manager is set by Start once the shard count is known.
 	manager    atomic.Pointer[shard.Manager]
 	shardCount atomic.Int64
-	own        *ownership // set by Start
+
+	// Set by Start.
+	client     redis.UniversalClient // nil without Redis
+	base       string                // prefix of this bot's Redis keys
+	gatewayURL string
+	limiter    identify.Limiter
+	sessions   SessionStore // the store of memory mode (or Config.Sessions)
+	coord      coordinator
+	runCtx     context.Context // background work; cancelled by Stop
+	lifeCtx    context.Context // the service's context, for runtime.Fail
+	live       atomic.Pointer[generation]
+	seen       atomic.Pointer[seenRecorder] // while the live set is being retired by a reshard
+	genMu      sync.Mutex
+	next       *generation // the shadow set of a reshard in progress
+	reshardEnd chan struct{}
+	drainOnce  sync.Once
+	runErrs    errList
 
 	chunks chunkWaiters
 	stats  dispatchStats
@@ -213,7 +235,6 @@ type Server struct {
 	closeRedis *redis.Client // the client Start opened from RedisURL
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
-	runErr     chan error
 }
 
 var (
@@ -234,10 +255,10 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	dc := cfg.Delivery
 	dc.Logger = logger.With("component", "delivery")
 	s := &Server{
-		cfg:    cfg,
-		log:    logger,
-		hub:    delivery.NewHub(dc),
-		runErr: make(chan error, 1),
+		cfg:        cfg,
+		log:        logger,
+		hub:        delivery.NewHub(dc),
+		reshardEnd: make(chan struct{}),
 	}
 	s.chunks.m = map[string]*chunkWaiter{}
 	for _, g := range cfg.Groups {
@@ -340,124 +361,102 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}
 
-	var leases lease.Manager
-	switch {
-	case len(cfg.ShardIDs) > 0:
-		leases, err = lease.NewFixed(cfg.ShardIDs)
-	case client != nil:
-		leases, err = lease.New(client, lease.Config{Prefix: base, PodID: cfg.GatewayID, Shards: count,
-			TTL: cfg.LeaseTTL, Renew: cfg.LeaseRenew, HandOff: true, Logger: s.log.With("component", "leases")})
-	default:
-		leases, err = lease.NewMemory(count)
+	s.client, s.gatewayURL, s.limiter = client, gatewayURL, limiter
+	s.base = base
+	s.sessions = cfg.Sessions
+	if s.sessions == nil {
+		s.sessions = NewMemorySessionStore()
 	}
-	if err != nil {
-		return fmt.Errorf("gateway: shard leases: %w", err)
-	}
-	store := cfg.Sessions
-	if store == nil {
-		if client != nil {
-			var fence func(int) (string, string)
-			if r, ok := leases.(*lease.Redis); ok {
-				fence = r.Fence
-			}
-			store, err = NewRedisSessionStore(client, "{"+base+"}:session:", 0, fence)
-			if err != nil {
+	active := count
+	if client != nil && len(cfg.ShardIDs) == 0 {
+		s.coord = newRedisCoordinator(client, base)
+		if active, err = s.coord.InitActive(ctx, count); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		if cfg.ShardCount > 0 && cfg.ShardCount != active {
+			// The operator asked for another count: reshard to it rather than run two sets.
+			if ok, err := s.coord.Propose(ctx, active, cfg.ShardCount); err != nil {
 				return fmt.Errorf("gateway: %w", err)
+			} else if ok {
+				s.log.Info("--shard-count differs from the bot's active shard count: resharding", "from", active, "to", cfg.ShardCount)
 			}
-		} else {
-			store = NewMemorySessionStore()
+		}
+	} else {
+		s.coord = newMemoryCoordinator()
+		if _, err := s.coord.InitActive(ctx, count); err != nil {
+			return fmt.Errorf("gateway: %w", err)
 		}
 	}
-	adapter := sessionAdapter{store: store, hub: s.hub, pod: cfg.GatewayID}
-	m, err := shard.NewManager(shard.Config{
-		Token:          cfg.Token,
-		GatewayURL:     gatewayURL,
-		Intents:        cfg.Intents,
-		ShardCount:     count,
-		Compression:    cfg.Compression,
-		LargeThreshold: cfg.LargeThreshold,
-		Identify:       limiter,
-		Sessions:       adapter,
-		Watermark:      s.watermark,
-		Handler: shard.HandlerFunc(func(d shard.Dispatch) {
-			s.HandleDispatch(d)
-			if d.Name == "RESUMED" {
-				s.hub.EndReplay(d.ShardID)
-			}
-		}),
-		Logger:  s.log.With("component", "shards"),
-		Timing:  cfg.ShardTiming,
-		Dynamic: true,
-	})
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	s.shardCount.Store(int64(count))
-	s.manager.Store(m)
 
 	runCtx, cancel := context.WithCancel(ctx)
-	s.cancel = cancel
+	s.cancel, s.runCtx, s.lifeCtx = cancel, runCtx, ctx
+	cleanup = append(cleanup, cancel)
 	s.wg.Go(func() {
 		if err := s.hub.Run(runCtx); err != nil {
 			s.log.Error("delivery hub sweeper stopped", "err", err)
 		}
 	})
-	s.wg.Go(func() {
-		err := m.Run(runCtx)
-		s.runErr <- err
-		if err != nil && runCtx.Err() == nil {
-			runtime.Fail(ctx, fmt.Errorf("gateway shards: %w", err))
-		}
-	})
-	s.own = newOwnership(s, m, leases, adapter)
-	s.own.start(runCtx, ctx)
-	s.log.Info("gateway started", "gateway_id", cfg.GatewayID, "shard_count", count,
+	g, err := s.startGeneration(active, false)
+	if err != nil {
+		return err
+	}
+	if plan, ok, err := s.coord.Plan(ctx); err == nil && ok && plan.Phase != phaseDone && plan.From == active {
+		// A reshard is under way: record what this pod publishes from its first event.
+		s.record(plan, g)
+	}
+	s.live.Store(g)
+	s.shardCount.Store(int64(active))
+	s.manager.Store(g.m)
+	if len(cfg.ShardIDs) == 0 {
+		s.wg.Go(func() { s.reshardLoop(runCtx, s.reshardEnd) })
+	}
+	s.log.Info("gateway started", "gateway_id", cfg.GatewayID, "shard_count", active,
 		"redis", client != nil, "fixed_shards", cfg.ShardIDs, "compression", cfg.Compression)
 	return nil
-}
-
-// watermark is the shard manager's resume point: min(last received, this).
-func (s *Server) watermark(shardID int) uint64 {
-	if wm, ok := s.hub.Watermark(shardID); ok {
-		return wm
-	}
-	return ^uint64(0) // nothing published yet: no constraint beyond what the shard received
 }
 
 // Drain implements runtime.Drainer: while workers can still ack, it hands every shard on
 // (stops it, waits for its outstanding events to be acked, saves its session as a clean
 // hand-off) and releases the shard leases, so another pod resumes each shard at once.
 func (s *Server) Drain(ctx context.Context) {
-	if s.own != nil {
-		s.own.drain(ctx)
+	if s.cancel == nil {
+		return
 	}
+	s.drainOnce.Do(func() {
+		close(s.reshardEnd)
+		s.genMu.Lock()
+		next := s.next
+		s.genMu.Unlock()
+		var wg sync.WaitGroup
+		if next != nil {
+			wg.Go(func() { next.retire(ctx) })
+		}
+		s.live.Load().retire(ctx)
+		wg.Wait()
+	})
 }
 
 // Stop implements runtime.Service: it hands the shards on (see Drain) if that has not
-// happened yet, then stops the shard manager and the hub.
+// happened yet, then stops the shard managers and the hub.
 func (s *Server) Stop(ctx context.Context) error {
 	s.draining.Store(true)
 	if s.cancel == nil {
 		s.hub.Close()
 		return nil
 	}
-	s.own.drain(ctx)
+	s.Drain(ctx)
 	s.cancel()
 	var err error
-	select {
-	case err = <-s.runErr:
-	case <-ctx.Done():
-		err = fmt.Errorf("gateway: shards did not stop before the shutdown deadline: %w", ctx.Err())
-	}
-	s.hub.Close()
-	s.chunks.closeAll()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		err = s.runErrs.join()
 	case <-ctx.Done():
-		err = errors.Join(err, fmt.Errorf("gateway: background work did not stop: %w", ctx.Err()))
+		err = fmt.Errorf("gateway: background work did not stop before the shutdown deadline: %w", ctx.Err())
 	}
+	s.hub.Close()
+	s.chunks.closeAll()
 	if s.closeRedis != nil {
 		err = errors.Join(err, s.closeRedis.Close())
 	}

@@ -25,6 +25,10 @@ type ownership struct {
 	m       *shard.Manager
 	leases  lease.Manager
 	adapter sessionAdapter
+	shadow  *shadow // the shard set's shadow while it is not live, else nil
+	// beforeRelease, when set, runs before a handed-off shard's lease is released (a
+	// retiring shard set flushes the hashes of what it published).
+	beforeRelease func(ctx context.Context) error
 
 	stop     chan struct{} // closed by drain: the loops end
 	loops    sync.WaitGroup
@@ -37,8 +41,8 @@ type ownership struct {
 	saveErr  bool // the last periodic save failed (logged once per outage)
 }
 
-func newOwnership(s *Server, m *shard.Manager, leases lease.Manager, adapter sessionAdapter) *ownership {
-	return &ownership{s: s, m: m, leases: leases, adapter: adapter, stop: make(chan struct{}),
+func newOwnership(s *Server, m *shard.Manager, leases lease.Manager, adapter sessionAdapter, sh *shadow) *ownership {
+	return &ownership{s: s, m: m, leases: leases, adapter: adapter, shadow: sh, stop: make(chan struct{}),
 		handing: map[int]bool{}, lastSave: map[int]StoredSession{}}
 }
 
@@ -111,7 +115,10 @@ func (o *ownership) apply(ctx context.Context, set []int) error {
 // delivered are flagged as redelivered (all of the replay, up to RESUMED, when that owner
 // did not hand the shard off cleanly).
 func (o *ownership) restore(ctx context.Context, id int) {
-	st, ok, err := o.adapter.store.LoadSession(ctx, id)
+	if o.shadow != nil && !o.shadow.isLive() {
+		return // nothing of a shadow set reaches the hub before it goes live
+	}
+	st, ok, err := o.adapter.load(ctx, id)
 	if err != nil {
 		o.s.log.Warn("loading the stored session failed; the shard identifies", "shard", id, "err", err)
 		return
@@ -146,7 +153,10 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 		return
 	}
 	var wm uint64
-	if ok {
+	if o.shadow != nil && !o.shadow.isLive() {
+		o.shadow.forget(id)
+		wm = sess.Seq // a shadow shard has nothing in the hub to wait for
+	} else if ok {
 		wait := time.NewTimer(o.s.cfg.HandoffTimeout)
 		tick := time.NewTicker(5 * time.Millisecond)
 		for done := false; !done; {
@@ -163,6 +173,8 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 		}
 		wait.Stop()
 		tick.Stop()
+	}
+	if ok {
 		// The hand-off's save gets its own deadline: a cancelled shutdown context must not
 		// lose the session the next owner resumes.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -173,6 +185,7 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 		}
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	o.runBeforeRelease(rctx)
 	err = o.leases.Release(rctx, id)
 	cancel()
 	if err != nil {
@@ -227,6 +240,25 @@ func (o *ownership) saveLoop(ctx context.Context) {
 	}
 }
 
+// setBeforeRelease sets the hook run before leases are released.
+func (o *ownership) setBeforeRelease(f func(ctx context.Context) error) {
+	o.mu.Lock()
+	o.beforeRelease = f
+	o.mu.Unlock()
+}
+
+func (o *ownership) runBeforeRelease(ctx context.Context) {
+	o.mu.Lock()
+	f := o.beforeRelease
+	o.mu.Unlock()
+	if f == nil {
+		return
+	}
+	if err := f(ctx); err != nil {
+		o.s.log.Warn("before releasing shard leases", "err", err)
+	}
+}
+
 // drain ends the loops, hands every running shard on and stops the lease manager, which
 // releases what is left. It runs once; later calls return at once.
 func (o *ownership) drain(ctx context.Context) {
@@ -243,6 +275,7 @@ func (o *ownership) drain(ctx context.Context) {
 		}
 		o.mu.Unlock()
 		o.handoffs.Wait()
+		o.runBeforeRelease(ctx)
 		if err := o.leases.Stop(ctx); err != nil {
 			o.s.log.Warn("stopping the shard leases", "err", err)
 		}

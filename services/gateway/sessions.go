@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kubecord/kubecord/services/gateway/internal/delivery"
 	"github.com/kubecord/kubecord/services/gateway/internal/shard"
 )
 
@@ -21,6 +20,9 @@ type StoredSession struct {
 	// ID and ResumeURL are the session_id and resume_gateway_url from READY.
 	ID        string `json:"id"`
 	ResumeURL string `json:"resume_url"`
+	// ShardCount is the shard count of the session's Identify: a session of another shard
+	// set (before a reshard) is not resumed.
+	ShardCount int `json:"shard_count"`
 	// Seq is the last sequence number received, as far as the saver knew.
 	Seq uint64 `json:"seq"`
 	// Watermark is where to resume: every event at or below it was acknowledged by every
@@ -183,19 +185,30 @@ func (r *RedisSessionStore) SaveSession(ctx context.Context, shardID int, s Stor
 // with every save, since the manager itself only knows the last received sequence.
 type sessionAdapter struct {
 	store SessionStore
-	hub   *delivery.Hub
+	count int
 	pod   string
+	// watermark is the shard's delivery watermark, ok false when unknown.
+	watermark func(shardID int) (uint64, bool)
 }
 
 var _ shard.SessionStore = sessionAdapter{}
 
 // Load implements shard.SessionStore.
 func (a sessionAdapter) Load(ctx context.Context, shardID int) (shard.Session, bool, error) {
-	st, ok, err := a.store.LoadSession(ctx, shardID)
+	st, ok, err := a.load(ctx, shardID)
 	if err != nil || !ok {
 		return shard.Session{}, false, err
 	}
 	return shard.Session{ID: st.ID, ResumeURL: st.ResumeURL, Seq: st.Seq}, true, nil
+}
+
+// load returns the stored session of a shard of this shard set.
+func (a sessionAdapter) load(ctx context.Context, shardID int) (StoredSession, bool, error) {
+	st, ok, err := a.store.LoadSession(ctx, shardID)
+	if err != nil || !ok || (st.ShardCount != 0 && st.ShardCount != a.count) {
+		return StoredSession{}, false, err
+	}
+	return st, true, nil
 }
 
 // Save implements shard.SessionStore. An empty session id forgets the shard's session.
@@ -209,8 +222,8 @@ func (a sessionAdapter) stored(shardID int, s shard.Session, clean bool) StoredS
 		return StoredSession{}
 	}
 	wm := s.Seq
-	if hw, ok := a.hub.Watermark(shardID); ok {
+	if hw, ok := a.watermark(shardID); ok {
 		wm = min(wm, hw)
 	}
-	return StoredSession{ID: s.ID, ResumeURL: s.ResumeURL, Seq: s.Seq, Watermark: wm, Clean: clean, Pod: a.pod, SavedAt: time.Now()}
+	return StoredSession{ID: s.ID, ResumeURL: s.ResumeURL, ShardCount: a.count, Seq: s.Seq, Watermark: wm, Clean: clean, Pod: a.pod, SavedAt: time.Now()}
 }

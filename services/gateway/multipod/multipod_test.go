@@ -7,6 +7,7 @@ package multipod_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -136,7 +137,7 @@ func freeAddr(t *testing.T) string {
 
 // start runs a gateway pod named name (on addr, or a free port) and a worker member
 // consuming from it.
-func (c *cluster) start(name, addr string) *pod {
+func (c *cluster) start(name, addr string, extra ...string) *pod {
 	t := c.t
 	t.Helper()
 	if addr == "" {
@@ -151,7 +152,8 @@ func (c *cluster) start(name, addr string) *pod {
 		"--lease-ttl", leaseTTL.String(), "--lease-renew", leaseRenew.String(),
 		"--session-save", "200ms", "--handoff-timeout", "3s",
 		"--identify-window", (simWindow + 50*time.Millisecond).String(),
-		"--drain-delay", "200ms", "--stream-heartbeat", "1s")
+		"--drain-delay", "200ms", "--stream-heartbeat", "1s", "--reshard-check", "0")
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Env = append(os.Environ(), "KUBECORD_TOKEN="+c.token)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -294,6 +296,9 @@ type recorder struct {
 	got    map[eventKey]*tally
 	total  int
 	latest time.Time
+	// messages counts, per MESSAGE_CREATE message id, first and redelivered deliveries:
+	// the identity of an event across shard sets, which number events differently.
+	messages map[string]*tally
 }
 
 type eventKey struct {
@@ -303,7 +308,17 @@ type eventKey struct {
 
 type tally struct{ first, redelivered int }
 
-func newRecorder() *recorder { return &recorder{got: map[eventKey]*tally{}} }
+func (tl *tally) count(redelivered bool) {
+	if redelivered {
+		tl.redelivered++
+	} else {
+		tl.first++
+	}
+}
+
+func newRecorder() *recorder {
+	return &recorder{got: map[eventKey]*tally{}, messages: map[string]*tally{}}
+}
 
 // consume keeps a Consume stream to the pod open (reconnecting while the pod restarts)
 // and acks every delivery after recording it.
@@ -364,10 +379,19 @@ func (r *recorder) add(d *gatewayv1.Delivery) {
 		tl = &tally{}
 		r.got[k] = tl
 	}
-	if d.GetRedelivered() {
-		tl.redelivered++
-	} else {
-		tl.first++
+	tl.count(d.GetRedelivered())
+	if ev.GetName() == "MESSAGE_CREATE" {
+		var m struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(ev.GetRaw(), &m) == nil {
+			mt := r.messages[m.ID]
+			if mt == nil {
+				mt = &tally{}
+				r.messages[m.ID] = mt
+			}
+			mt.count(d.GetRedelivered())
+		}
 	}
 	r.total++
 	r.latest = time.Now()
@@ -549,7 +573,7 @@ func TestScale(t *testing.T) {
 	began := time.Now()
 	c.stop(b, syscall.SIGTERM)
 	c.stop(p3, syscall.SIGTERM)
-	d = c.waitSpread(30 * time.Second)
+	c.waitSpread(30 * time.Second)
 	t.Logf("scale 3 -> 1: every shard on %s %s after the first SIGTERM", a.name, time.Since(began).Round(time.Millisecond))
 	c.waitFlow()
 	c.settle(ids)
@@ -660,4 +684,119 @@ func TestIdentifyWindows(t *testing.T) {
 	if st := c.sim.GatewayStats(); st.IdentifyRateLimited != 0 {
 		t.Errorf("%d identifies were rate limited", st.IdentifyRateLimited)
 	}
+}
+
+// TestReshard grows the bot from 2 to 4 shards under load, on two pods, because GET
+// /gateway/bot starts recommending 4: the new set warms up in shadow, takes over, and the
+// worker sees every message posted during the change exactly once.
+func TestReshard(t *testing.T) {
+	c := newCluster(t, clusterConfig{shards: 2})
+	c.start("pod-a", "", "--reshard-check", "300ms")
+	c.start("pod-b", "", "--reshard-check", "300ms")
+	c.waitSpread(30 * time.Second)
+	ids := c.identifies()
+	c.load(300)
+
+	// A person posts a message every few milliseconds through the whole change.
+	var (
+		postedMu sync.Mutex
+		posted   []string
+	)
+	stopPosting := make(chan struct{})
+	postingDone := make(chan struct{})
+	go func() {
+		defer close(postingDone)
+		for i := uint64(0); ; i++ {
+			select {
+			case <-stopPosting:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			ch, user, err := c.sim.ChatSpot(i)
+			if err != nil {
+				t.Errorf("ChatSpot: %v", err)
+				return
+			}
+			m, err := c.sim.UserMessage(ch, user, fmt.Sprintf("reshard message %d", i))
+			if err != nil {
+				t.Errorf("UserMessage: %v", err)
+				return
+			}
+			postedMu.Lock()
+			posted = append(posted, m.ID.String())
+			postedMu.Unlock()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // messages before the change, too
+	if err := c.sim.SetRecommendedShards(4); err != nil {
+		t.Fatal(err)
+	}
+	c.shards = 4
+	took := c.waitSpread(60 * time.Second)
+	t.Logf("reshard 2 -> 4 on 2 pods: the 4 new shards were live %s after Discord began recommending 4", took.Round(time.Millisecond))
+	time.Sleep(300 * time.Millisecond) // messages after the change, too
+	close(stopPosting)
+	<-postingDone
+
+	deadline := time.Now().Add(30 * time.Second)
+	var missing, dups, flagged int
+	for {
+		missing, dups, flagged = 0, 0, 0
+		c.rec.mu.Lock()
+		postedMu.Lock()
+		for _, id := range posted {
+			tl := c.rec.messages[id]
+			switch {
+			case tl == nil:
+				missing++
+			case tl.first > 1:
+				dups += tl.first - 1
+			}
+			if tl != nil {
+				flagged += tl.redelivered
+			}
+		}
+		n := len(posted)
+		postedMu.Unlock()
+		c.rec.mu.Unlock()
+		if missing == 0 || time.Now().After(deadline) {
+			t.Logf("%d messages posted across the reshard: %d missing, %d unflagged duplicates, %d flagged redeliveries", n, missing, dups, flagged)
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling with a deadline
+	}
+	if missing > 0 {
+		t.Errorf("%d messages posted during the reshard never reached the worker", missing)
+	}
+	if dups > 0 {
+		t.Errorf("%d messages reached the worker twice without the redelivered flag: the overlap was not deduplicated", dups)
+	}
+	if got := c.identifies(); got != ids+4 {
+		t.Errorf("%d identifies since start-up, want 4 (one per new shard)", got-ids)
+	}
+	for name, p := range c.pods {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(line, "resharding done") {
+				t.Logf("%s: %s", name, line)
+			}
+		}
+		if n := shardCountOf(p.addr); n != 4 {
+			t.Errorf("pod %s reports shard count %d, want 4", name, n)
+		}
+	}
+}
+
+func shardCountOf(addr string) uint32 {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	res, err := gatewayv1.NewGatewayServiceClient(conn).ListShards(ctx, &gatewayv1.ListShardsRequest{})
+	if err != nil {
+		return 0
+	}
+	return res.GetShardCount()
 }

@@ -105,7 +105,7 @@ func New(client redis.UniversalClient, cfg Config) (*Redis, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	// One hash tag for every key, so the scripts work on Redis Cluster too.
-	base := "{" + cfg.Prefix + "}:lease:"
+	base := keyBase(cfg.Prefix)
 	return &Redis{
 		client:    client,
 		pod:       cfg.PodID,
@@ -122,6 +122,27 @@ func New(client redis.UniversalClient, cfg Config) (*Redis, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}, nil
+}
+
+func keyBase(prefix string) string { return "{" + prefix + "}:lease:" }
+
+// ShardKey returns the Redis key of a shard's lease for managers created with prefix
+// (Config.Prefix, defaulted as New does), for observers such as a resharding coordinator
+// waiting for every lease of a retired shard set to be gone.
+func ShardKey(prefix string, shard int) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return keyBase(prefix) + "shard:" + strconv.Itoa(shard)
+}
+
+// PodsKey returns the Redis key of the sorted set of live pods (scored by the time their
+// heartbeat expires, in Redis's milliseconds) for managers created with prefix.
+func PodsKey(prefix string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return keyBase(prefix) + "pods"
 }
 
 // tickScript renews this pod's heartbeat and leases, then moves it toward its
