@@ -2,13 +2,16 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -21,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"github.com/klauspost/compress/zlib"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -197,25 +202,31 @@ func runBenchWorker(ctx context.Context, client gatewayv1.GatewayServiceClient, 
 // simulator's and worker's. Rates: "max" asks the simulator for far more than the pipeline
 // can take; "10k" is the latency point of the issue. batch=1 is a worker that does not ask
 // for DeliveryBatch messages (one gRPC message per delivery, as before batches).
+//
+// procs=2/replay takes the simulator's cost out of the machine too: the child records the
+// simulator's traffic first (one session per shard: READY, GUILD_CREATEs, then the load
+// mix), compresses it as zlib-stream before the clock starts, and replays it as fast as
+// the gateway reads, so the gateway's ingest rate is bounded by the gateway and the worker.
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
-		split    bool
+		world    string // "": simulator and worker in this process; else the child's mode
 		rate     float64
 		maxBatch uint32
 	}{
-		{"procs=1/rate=10k", false, 10_000, 256},
-		{"procs=1/rate=20k", false, 20_000, 256},
-		{"procs=1/rate=max", false, 400_000, 256},
-		{"procs=1/rate=max/batch=1", false, 400_000, 1},
-		{"procs=2/rate=10k", true, 10_000, 256},
-		{"procs=2/rate=max", true, 400_000, 256},
+		{"procs=1/rate=10k", "", 10_000, 256},
+		{"procs=1/rate=20k", "", 20_000, 256},
+		{"procs=1/rate=max", "", 400_000, 256},
+		{"procs=1/rate=max/batch=1", "", 400_000, 1},
+		{"procs=2/rate=10k", "sim", 10_000, 256},
+		{"procs=2/rate=max", "sim", 400_000, 256},
+		{"procs=2/replay/rate=max", "replay", 0, 256},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
 				var world e2eWorld
-				if tc.split {
-					world = startWorldProcess(b)
+				if tc.world != "" {
+					world = startWorldProcess(b, tc.world)
 				} else {
 					world = startWorldHere(b)
 				}
@@ -249,6 +260,8 @@ type worldStats struct {
 	Samples int           `json:"samples"`
 	Skipped int64         `json:"skipped"`
 	Emitted int64         `json:"emitted"`
+	// Exhausted counts replayed shards that ran out of recorded events.
+	Exhausted int64 `json:"exhausted"`
 }
 
 func benchEndToEnd(b *testing.B, world e2eWorld, rate float64, maxBatch uint32, dur time.Duration) {
@@ -320,6 +333,9 @@ func benchEndToEnd(b *testing.B, world e2eWorld, rate float64, maxBatch uint32, 
 		b.ReportMetric(float64(s1.P99.Microseconds()), "p99-µs")
 	}
 	b.ReportMetric(float64(s1.Skipped-s0.Skipped), "sim-skipped")
+	if s1.Exhausted > 0 {
+		b.Errorf("%d replayed shards ran out of recorded events in the window: the figures understate the rate; record more (replayEventsPerShard)", s1.Exhausted)
+	}
 }
 
 // serveBench serves gw's GatewayService on a loopback port until the benchmark ends.
@@ -345,9 +361,11 @@ func serveBench(b *testing.B, gw *Server) string {
 	return lis.Addr().String()
 }
 
-// localWorld runs the simulator and the worker in the calling process.
+// localWorld runs the simulator (or a replay of its recorded traffic) and the worker in
+// the calling process.
 type localWorld struct {
 	sim    *discordsim.Server
+	replay *replayServer // instead of sim
 	w      benchWorker
 	cancel context.CancelFunc
 	done   chan error
@@ -373,8 +391,19 @@ func startWorldHere(b *testing.B) e2eWorld {
 	return w
 }
 
-func (l *localWorld) simURL() string { return l.sim.URL() }
-func (l *localWorld) token() string  { return l.sim.Bots()[0].Token }
+func (l *localWorld) simURL() string {
+	if l.replay != nil {
+		return l.replay.url
+	}
+	return l.sim.URL()
+}
+
+func (l *localWorld) token() string {
+	if l.replay != nil {
+		return "replay-token"
+	}
+	return l.sim.Bots()[0].Token
+}
 
 func (l *localWorld) startWorker(addr string, maxBatch uint32) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -403,10 +432,18 @@ func (l *localWorld) startWorker(addr string, maxBatch uint32) error {
 }
 
 func (l *localWorld) startLoad(rate float64) error {
+	if l.replay != nil {
+		l.replay.start() // as fast as the sockets take it, whatever the rate
+		return nil
+	}
 	return l.sim.StartLoad(discordsim.LoadConfig{Rate: rate})
 }
 
-func (l *localWorld) stopLoad() { l.sim.StopLoad() }
+func (l *localWorld) stopLoad() {
+	if l.replay == nil {
+		l.sim.StopLoad()
+	}
+}
 
 func (l *localWorld) mark() error {
 	l.w.mu.Lock()
@@ -420,8 +457,13 @@ func (l *localWorld) stats() (worldStats, error) {
 	lat := slices.Clone(l.w.latencies)
 	l.w.mu.Unlock()
 	slices.Sort(lat)
-	ls := l.sim.LoadStats()
-	st := worldStats{Acked: l.w.acked.Load(), Samples: len(lat), Skipped: ls.Skipped, Emitted: ls.Emitted}
+	st := worldStats{Acked: l.w.acked.Load(), Samples: len(lat)}
+	if l.replay != nil {
+		st.Emitted, st.Exhausted = l.replay.sent.Load(), l.replay.exhausted.Load()
+	} else {
+		ls := l.sim.LoadStats()
+		st.Skipped, st.Emitted = ls.Skipped, ls.Emitted
+	}
 	if len(lat) > 0 {
 		st.P50, st.P99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	}
@@ -438,7 +480,11 @@ func (l *localWorld) close() {
 	if l.conn != nil {
 		_ = l.conn.Close()
 	}
-	l.sim.Close()
+	if l.replay != nil {
+		l.replay.close()
+	} else {
+		l.sim.Close()
+	}
 }
 
 // procWorld drives a localWorld in a child process (TestBenchWorldProcess) over its
@@ -452,9 +498,15 @@ type procWorld struct {
 
 const benchWorldEnv = "KUBECORD_BENCH_WORLD_PROCESS"
 
-func startWorldProcess(b *testing.B) e2eWorld {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchWorldProcess$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), benchWorldEnv+"=1")
+// startWorldProcess starts the child; mode "sim" runs the simulator live, "replay" replays
+// traffic it recorded from the simulator beforehand.
+func startWorldProcess(b *testing.B, mode string) e2eWorld {
+	args := []string{"-test.run=^TestBenchWorldProcess$", "-test.count=1", "-test.v=false", "-test.timeout=10m"}
+	if prof := os.Getenv("KUBECORD_BENCH_WORLD_CPUPROFILE"); prof != "" {
+		args = append(args, "-test.cpuprofile="+prof) // profiles the child: simulator or replay, and worker
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), benchWorldEnv+"="+mode)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -554,10 +606,16 @@ func (p *procWorld) close() {
 // simulator and the bench worker and answers the parent's commands. It does nothing in a
 // normal test run.
 func TestBenchWorldProcess(t *testing.T) {
-	if os.Getenv(benchWorldEnv) != "1" {
+	var world *localWorld
+	var err error
+	switch os.Getenv(benchWorldEnv) {
+	case "sim":
+		world, err = newLocalWorld()
+	case "replay":
+		world, err = newReplayWorld(replayEventsPerShard)
+	default:
 		t.Skip("only run by BenchmarkEndToEnd in a child process")
 	}
-	world, err := newLocalWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,4 +732,236 @@ func BenchmarkConsumeLoopback(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
+}
+
+// replayEventsPerShard is how many load events the replay records per shard: more than
+// the gateway can take in the warm-up and window at 140k events/s.
+const replayEventsPerShard = 250_000
+
+// replayServer is a minimal Discord for the gateway's shards: GET /gateway/bot, and a
+// websocket per shard that sends Hello, reads Identify, then writes the shard's recorded
+// session, pre-compressed and pre-framed, as fast as the socket takes it.
+type replayServer struct {
+	url     string
+	srv     *http.Server
+	streams [][]byte // per shard: the websocket frames of the session after Hello
+	setup   []int    // per shard: bytes of streams before the first load event
+	hello   []byte   // the websocket frame of Hello, the same first bytes of every stream
+	begin   chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	sent      atomic.Int64 // load events written
+	perShard  []int64      // load events recorded per shard
+	exhausted atomic.Int64
+}
+
+// newReplayWorld records the simulator's traffic and returns a world that replays it.
+func newReplayWorld(perShard int) (*localWorld, error) {
+	frames, setup, err := recordSimulator(perShard)
+	if err != nil {
+		return nil, err
+	}
+	r := &replayServer{begin: make(chan struct{})}
+	hello := []byte(`{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":600000}}`)
+	for i, fs := range frames {
+		// One zlib stream per connection, as Discord does: Hello compresses to the same
+		// bytes at the start of every stream.
+		var buf bytes.Buffer
+		zw := zlib.NewWriter(&buf)
+		var ws []byte
+		offsets := make([]int, 0, len(fs)+1)
+		for j, f := range append([][]byte{hello}, fs...) {
+			if _, err := zw.Write(f); err != nil {
+				return nil, err
+			}
+			if err := zw.Flush(); err != nil {
+				return nil, err
+			}
+			if j == 0 {
+				if r.hello == nil {
+					r.hello = appendWSFrame(nil, buf.Bytes())
+				}
+			} else {
+				offsets = append(offsets, len(ws))
+				ws = appendWSFrame(ws, buf.Bytes())
+			}
+			buf.Reset()
+		}
+		r.streams = append(r.streams, ws)
+		r.setup = append(r.setup, offsets[setup[i]])
+		r.perShard = append(r.perShard, int64(len(fs)-setup[i]))
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r.url = "http://" + lis.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v10/gateway/bot", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"url":"ws://%s/ws","shards":%d,"session_start_limit":{"total":1000,"remaining":1000,"reset_after":86400000,"max_concurrency":16}}`,
+			lis.Addr().String(), len(r.streams))
+	})
+	mux.HandleFunc("/ws", r.serveWS)
+	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = r.srv.Serve(lis) }() // ends with close
+	return &localWorld{replay: r}, nil
+}
+
+// appendWSFrame appends a final, unmasked binary websocket frame (server to client).
+func appendWSFrame(b, payload []byte) []byte {
+	b = append(b, 0x82)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n < 1<<16:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
+
+func (r *replayServer) start() { r.once.Do(func() { close(r.begin) }) }
+
+func (r *replayServer) serveWS(w http.ResponseWriter, req *http.Request) {
+	up := websocket.Upgrader{}
+	ws, err := up.Upgrade(w, req, nil)
+	if err != nil {
+		return // Upgrade answered the client
+	}
+	r.wg.Add(1)
+	defer r.wg.Done()
+	defer func() { _ = ws.Close() }()
+	raw := ws.UnderlyingConn()
+	if _, err := raw.Write(r.hello); err != nil {
+		return
+	}
+	_, msg, err := ws.ReadMessage()
+	if err != nil {
+		return
+	}
+	var ident struct {
+		Op int `json:"op"`
+		D  struct {
+			Shard [2]int `json:"shard"`
+		} `json:"d"`
+	}
+	if err := json.Unmarshal(msg, &ident); err != nil || ident.Op != 2 || ident.D.Shard[0] >= len(r.streams) {
+		slog.Warn("replay: expected an Identify", "msg", string(msg), "err", err)
+		return
+	}
+	go func() {
+		for { // heartbeats and anything else the shard sends are read and dropped
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	id := ident.D.Shard[0]
+	stream, setup := r.streams[id], r.setup[id]
+	if _, err := raw.Write(stream[:setup]); err != nil { // READY, GUILD_CREATEs
+		return
+	}
+	<-r.begin
+	const chunk = 64 << 10
+	for rest := stream[setup:]; len(rest) > 0; {
+		n := min(chunk, len(rest))
+		if _, err := raw.Write(rest[:n]); err != nil {
+			return
+		}
+		rest = rest[n:]
+	}
+	r.sent.Add(r.perShard[id])
+	r.exhausted.Add(1)
+	<-req.Context().Done() // keep the session open: a closed socket would make the shard reconnect
+}
+
+func (r *replayServer) close() {
+	r.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.srv.Shutdown(ctx)
+	_ = r.srv.Close() // hijacked websockets are not closed by Shutdown
+	r.wg.Wait()
+}
+
+// recordSimulator runs the simulator and a recording gateway (no compression, no groups)
+// until every shard received perShard load events after its GUILD_CREATEs. It returns the
+// dispatch frames per shard, as Discord would send them, and per shard the index of the
+// first load event.
+func recordSimulator(perShard int) ([][][]byte, []int, error) {
+	sim, err := discordsim.New(discordsim.Config{Guilds: 200, Shards: 2, IdentifyWindow: 20 * time.Millisecond, ResumeBuffer: 100_000})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sim.Start(context.Background()); err != nil {
+		return nil, nil, err
+	}
+	defer sim.Close()
+	rec, err := New(Config{Token: sim.Bots()[0].Token, RESTBase: sim.URL() + "/api/v10", Compression: "none",
+		Intents: 1<<0 | 1<<7 | 1<<8 | 1<<9 | 1<<10 | 1<<11 | 1<<12 | 1<<15, GatewayID: "recorder"}, quietLogger())
+	if err != nil {
+		return nil, nil, err
+	}
+	var mu sync.Mutex
+	frames := make([][][]byte, 2)
+	guildCreates := 0
+	rec.onDispatch = func(d shard.Dispatch) {
+		f := fmt.Appendf(nil, `{"t":%q,"s":%d,"op":0,"d":`, d.Name, d.Seq)
+		f = append(append(f, d.Data...), '}')
+		mu.Lock()
+		if d.ShardID < len(frames) {
+			frames[d.ShardID] = append(frames[d.ShardID], f)
+		}
+		if d.Name == "GUILD_CREATE" {
+			guildCreates++
+		}
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := rec.Start(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = rec.Stop(sctx) // the recording is complete either way
+	}()
+	wait := func(what string, cond func() bool) error {
+		for deadline := time.Now().Add(2 * time.Minute); !cond(); {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("recording the simulator: timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
+		}
+		return nil
+	}
+	if err := wait("the GUILD_CREATEs", func() bool { mu.Lock(); defer mu.Unlock(); return guildCreates >= 200 }); err != nil {
+		return nil, nil, err
+	}
+	mu.Lock()
+	setup := []int{len(frames[0]), len(frames[1])}
+	mu.Unlock()
+	if err := sim.StartLoad(discordsim.LoadConfig{Rate: 400_000}); err != nil {
+		return nil, nil, err
+	}
+	err = wait("the load events", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(frames[0]) >= setup[0]+perShard && len(frames[1]) >= setup[1]+perShard
+	})
+	sim.StopLoad()
+	if err != nil {
+		return nil, nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range frames {
+		frames[i] = frames[i][:setup[i]+perShard]
+	}
+	return frames, setup, nil
 }
