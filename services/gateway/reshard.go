@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kubecord/kubecord/internal/discordjson"
+	"github.com/kubecord/kubecord/services/gateway/internal/identify"
 	"github.com/kubecord/kubecord/services/gateway/internal/lease"
 	"github.com/kubecord/kubecord/services/gateway/internal/shard"
 )
@@ -596,4 +597,80 @@ func (sh *shadow) goLive(ctx context.Context, seen func(context.Context, []event
 	sh.events = nil
 	sh.live = true
 	return published, deduplicated, nil
+}
+
+// ReshardStatus is the shard count of a bot's gateway pods and the reshard under way.
+type ReshardStatus struct {
+	// Active is the shard count the pods run (0 when no pod has started yet).
+	Active int
+	// From, To and Phase describe the latest plan ("warming", "switching" or "done"), if
+	// any; a finished plan is kept for an hour.
+	From, To int
+	Phase    string
+}
+
+func botCoordinator(client redis.UniversalClient, prefix, token string) (*redisCoordinator, error) {
+	if prefix == "" {
+		prefix = identify.DefaultPrefix
+	}
+	bot, err := identify.BotKey(token)
+	if err != nil {
+		return nil, err
+	}
+	return newRedisCoordinator(client, prefix+":"+bot), nil
+}
+
+// GetReshardStatus reads the shard count and the reshard plan the gateway pods of the bot
+// that token belongs to share through Redis (keys under prefix, "" for the default).
+func GetReshardStatus(ctx context.Context, client redis.UniversalClient, prefix, token string) (ReshardStatus, error) {
+	c, err := botCoordinator(client, prefix, token)
+	if err != nil {
+		return ReshardStatus{}, err
+	}
+	var st ReshardStatus
+	if st.Active, err = c.Active(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return ReshardStatus{}, err
+	}
+	p, ok, err := c.Plan(ctx)
+	if err != nil {
+		return ReshardStatus{}, err
+	}
+	if ok {
+		st.From, st.To, st.Phase = p.From, p.To, p.Phase
+	}
+	return st, nil
+}
+
+// RequestReshard asks the running gateway pods of the bot that token belongs to, sharing
+// Redis under prefix, to reshard to shards without downtime, and returns the count they
+// reshard from. It fails, saying why, when no pod runs, a reshard is under way, or the
+// count is already shards.
+func RequestReshard(ctx context.Context, client redis.UniversalClient, prefix, token string, shards int) (int, error) {
+	if shards < 1 {
+		return 0, fmt.Errorf("shard count %d must be at least 1", shards)
+	}
+	st, err := GetReshardStatus(ctx, client, prefix, token)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case st.Active == 0:
+		return 0, errors.New("no gateway pod of this bot has started with this Redis and prefix: nothing to reshard")
+	case st.Phase != "" && st.Phase != phaseDone:
+		return 0, fmt.Errorf("a reshard from %d to %d shards is under way (%s); wait for it to finish", st.From, st.To, st.Phase)
+	case st.Active == shards:
+		return 0, fmt.Errorf("the bot already runs %d shards", shards)
+	}
+	c, err := botCoordinator(client, prefix, token)
+	if err != nil {
+		return 0, err
+	}
+	ok, err := c.Propose(ctx, st.Active, shards)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, errors.New("the shard count or the plan changed meanwhile; check the status and try again")
+	}
+	return st.Active, nil
 }

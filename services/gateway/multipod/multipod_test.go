@@ -69,6 +69,8 @@ type cluster struct {
 	token  string
 	shards int
 	rec    *recorder
+	// noRedis runs pods without Redis: each owns every shard, coordinating in memory.
+	noRedis bool
 
 	mu   sync.Mutex
 	pods map[string]*pod
@@ -76,6 +78,7 @@ type cluster struct {
 
 type clusterConfig struct {
 	shards, concurrency int
+	used                int // session starts already spent today
 }
 
 func newCluster(t *testing.T, cc clusterConfig) *cluster {
@@ -84,7 +87,7 @@ func newCluster(t *testing.T, cc clusterConfig) *cluster {
 		cc.concurrency = 1
 	}
 	sim, err := discordsim.New(discordsim.Config{Guilds: 40, Shards: cc.shards, MaxConcurrency: cc.concurrency,
-		IdentifyWindow: simWindow, ResumeBuffer: 200_000})
+		IdentifyWindow: simWindow, ResumeBuffer: 200_000, SessionStartUsed: cc.used})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,12 +150,14 @@ func (c *cluster) start(name, addr string, extra ...string) *pod {
 	p.cmd = exec.Command(bin, "gateway",
 		"--listen", addr, "--metrics-listen", "",
 		"--rest-base", c.sim.URL()+"/api/v10",
-		"--redis-url", "redis://"+c.redis.Addr,
 		"--gateway-id", name, "--groups", group,
 		"--lease-ttl", leaseTTL.String(), "--lease-renew", leaseRenew.String(),
 		"--session-save", "200ms", "--handoff-timeout", "3s",
 		"--identify-window", (simWindow + 50*time.Millisecond).String(),
 		"--drain-delay", "200ms", "--stream-heartbeat", "1s", "--reshard-check", "0")
+	if !c.noRedis {
+		p.cmd.Args = append(p.cmd.Args, "--redis-url", "redis://"+c.redis.Addr)
+	}
 	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Env = append(os.Environ(), "KUBECORD_TOKEN="+c.token)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -697,36 +702,7 @@ func TestReshard(t *testing.T) {
 	ids := c.identifies()
 	c.load(300)
 
-	// A person posts a message every few milliseconds through the whole change.
-	var (
-		postedMu sync.Mutex
-		posted   []string
-	)
-	stopPosting := make(chan struct{})
-	postingDone := make(chan struct{})
-	go func() {
-		defer close(postingDone)
-		for i := uint64(0); ; i++ {
-			select {
-			case <-stopPosting:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			ch, user, err := c.sim.ChatSpot(i)
-			if err != nil {
-				t.Errorf("ChatSpot: %v", err)
-				return
-			}
-			m, err := c.sim.UserMessage(ch, user, fmt.Sprintf("reshard message %d", i))
-			if err != nil {
-				t.Errorf("UserMessage: %v", err)
-				return
-			}
-			postedMu.Lock()
-			posted = append(posted, m.ID.String())
-			postedMu.Unlock()
-		}
-	}()
+	poster := c.post()
 	time.Sleep(300 * time.Millisecond) // messages before the change, too
 	if err := c.sim.SetRecommendedShards(4); err != nil {
 		t.Fatal(err)
@@ -735,42 +711,7 @@ func TestReshard(t *testing.T) {
 	took := c.waitSpread(60 * time.Second)
 	t.Logf("reshard 2 -> 4 on 2 pods: the 4 new shards were live %s after Discord began recommending 4", took.Round(time.Millisecond))
 	time.Sleep(300 * time.Millisecond) // messages after the change, too
-	close(stopPosting)
-	<-postingDone
-
-	deadline := time.Now().Add(30 * time.Second)
-	var missing, dups, flagged int
-	for {
-		missing, dups, flagged = 0, 0, 0
-		c.rec.mu.Lock()
-		postedMu.Lock()
-		for _, id := range posted {
-			tl := c.rec.messages[id]
-			switch {
-			case tl == nil:
-				missing++
-			case tl.first > 1:
-				dups += tl.first - 1
-			}
-			if tl != nil {
-				flagged += tl.redelivered
-			}
-		}
-		n := len(posted)
-		postedMu.Unlock()
-		c.rec.mu.Unlock()
-		if missing == 0 || time.Now().After(deadline) {
-			t.Logf("%d messages posted across the reshard: %d missing, %d unflagged duplicates, %d flagged redeliveries", n, missing, dups, flagged)
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // polling with a deadline
-	}
-	if missing > 0 {
-		t.Errorf("%d messages posted during the reshard never reached the worker", missing)
-	}
-	if dups > 0 {
-		t.Errorf("%d messages reached the worker twice without the redelivered flag: the overlap was not deduplicated", dups)
-	}
+	c.checkMessages(poster.stop())
 	if got := c.identifies(); got != ids+4 {
 		t.Errorf("%d identifies since start-up, want 4 (one per new shard)", got-ids)
 	}
@@ -799,4 +740,186 @@ func shardCountOf(addr string) uint32 {
 		return 0
 	}
 	return res.GetShardCount()
+}
+
+// TestBudgetRefused starts a pod whose shards would need more identifies than the daily
+// session start budget has left: the pod refuses, with an error naming the numbers, and
+// spends nothing.
+func TestBudgetRefused(t *testing.T) {
+	c := newCluster(t, clusterConfig{shards: 4, used: 998})
+	p := c.start("pod-a", "")
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a pod whose start would exhaust the session budget is still running after 30s")
+	}
+	if p.cmd.ProcessState.Success() {
+		t.Error("the pod exited with status 0, want a failure")
+	}
+	logs := p.logs.String()
+	if want := "2 of 1000 remain"; !strings.Contains(logs, want) || !strings.Contains(logs, "starting 4 sessions") {
+		t.Errorf("the pod's error does not name the numbers (want %q and \"starting 4 sessions\"):\n%s", want, tail(logs, 20))
+	}
+	if n := c.identifies(); n != 0 {
+		t.Errorf("%d identifies, want none", n)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "remain") {
+			t.Logf("the pod said: %s", line)
+			break
+		}
+	}
+}
+
+// poster is a person posting a message every few milliseconds.
+type poster struct {
+	mu     sync.Mutex
+	posted []string
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+// post starts a poster; stop it to get the ids of the messages posted.
+func (c *cluster) post() *poster {
+	p := &poster{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for i := uint64(0); ; i++ {
+			select {
+			case <-p.quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			ch, user, err := c.sim.ChatSpot(i)
+			if err != nil {
+				c.t.Errorf("ChatSpot: %v", err)
+				return
+			}
+			m, err := c.sim.UserMessage(ch, user, fmt.Sprintf("message %d", i))
+			if err != nil {
+				c.t.Errorf("UserMessage: %v", err)
+				return
+			}
+			p.mu.Lock()
+			p.posted = append(p.posted, m.ID.String())
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *poster) stop() []string {
+	close(p.quit)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.posted
+}
+
+// checkMessages waits until every posted message reached the worker and checks none
+// arrived twice without the redelivered flag.
+func (c *cluster) checkMessages(posted []string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var missing, dups, flagged int
+	for {
+		missing, dups, flagged = 0, 0, 0
+		c.rec.mu.Lock()
+		for _, id := range posted {
+			tl := c.rec.messages[id]
+			switch {
+			case tl == nil:
+				missing++
+			case tl.first > 1:
+				dups += tl.first - 1
+			}
+			if tl != nil {
+				flagged += tl.redelivered
+			}
+		}
+		c.rec.mu.Unlock()
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling with a deadline
+	}
+	c.t.Logf("%d messages posted: %d missing, %d unflagged duplicates, %d flagged redeliveries", len(posted), missing, dups, flagged)
+	if len(posted) == 0 {
+		c.t.Error("no message was posted: the check proves nothing")
+	}
+	if missing > 0 {
+		c.t.Errorf("%d posted messages never reached the worker", missing)
+	}
+	if dups > 0 {
+		c.t.Errorf("%d messages reached the worker twice without the redelivered flag", dups)
+	}
+}
+
+// kubecord runs the kubecord binary with the bot's token in the environment.
+func (c *cluster) kubecord(args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECORD_TOKEN="+c.token)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestReshardByCommand reshards a one-pod bot from 2 to 3 shards with `kubecord reshard`.
+func TestReshardByCommand(t *testing.T) {
+	c := newCluster(t, clusterConfig{shards: 2})
+	c.start("pod-a", "")
+	c.waitSpread(30 * time.Second)
+	ids := c.identifies()
+	redisURL := "redis://" + c.redis.Addr
+	if out, err := c.kubecord("reshard", "--redis-url", redisURL, "--shard-count", "2"); err == nil || !strings.Contains(out, "already runs 2 shards") {
+		t.Errorf("resharding to the current count = %v, %q; want a refusal saying so", err, out)
+	}
+	c.load(300)
+	poster := c.post()
+	time.Sleep(200 * time.Millisecond)
+	out, err := c.kubecord("reshard", "--redis-url", redisURL, "--shard-count", "3")
+	if err != nil || !strings.Contains(out, "resharding from 2 to 3 shards") {
+		t.Fatalf("kubecord reshard = %v, %q", err, out)
+	}
+	if out, err := c.kubecord("reshard", "--redis-url", redisURL, "--shard-count", "5"); err == nil || !strings.Contains(out, "under way") {
+		t.Errorf("a second reshard during the first = %v, %q; want a refusal saying one is under way", err, out)
+	}
+	c.shards = 3
+	took := c.waitSpread(60 * time.Second)
+	t.Logf("kubecord reshard 2 -> 3 on one pod: live after %s", took.Round(time.Millisecond))
+	time.Sleep(200 * time.Millisecond)
+	c.checkMessages(poster.stop())
+	if got := c.identifies(); got != ids+3 {
+		t.Errorf("%d identifies since start-up, want 3", got-ids)
+	}
+	out, err = c.kubecord("reshard", "--redis-url", redisURL, "--status")
+	if err != nil || !strings.Contains(out, "active shard count: 3") || !strings.Contains(out, "reshard 2 -> 3: done") {
+		t.Errorf("kubecord reshard --status = %v, %q", err, out)
+	}
+	if out, err := c.kubecord("reshard", "--shard-count", "3"); err == nil || !strings.Contains(out, "--redis-url is required") {
+		t.Errorf("reshard without --redis-url = %v, %q; want an error naming the flag", err, out)
+	}
+}
+
+// TestReshardWithoutRedis reshards a pod that runs without Redis (as `kubecord all` does):
+// the same warm-up, switch and deduplication, coordinated in memory.
+func TestReshardWithoutRedis(t *testing.T) {
+	c := newCluster(t, clusterConfig{shards: 2})
+	c.noRedis = true
+	c.start("pod-a", "", "--reshard-check", "300ms")
+	c.waitSpread(30 * time.Second)
+	ids := c.identifies()
+	c.load(300)
+	poster := c.post()
+	time.Sleep(200 * time.Millisecond)
+	if err := c.sim.SetRecommendedShards(3); err != nil {
+		t.Fatal(err)
+	}
+	c.shards = 3
+	took := c.waitSpread(60 * time.Second)
+	t.Logf("reshard 2 -> 3 without Redis: live after %s", took.Round(time.Millisecond))
+	time.Sleep(200 * time.Millisecond)
+	c.checkMessages(poster.stop())
+	if got := c.identifies(); got != ids+3 {
+		t.Errorf("%d identifies since start-up, want 3", got-ids)
+	}
 }
