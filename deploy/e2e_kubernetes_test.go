@@ -202,6 +202,8 @@ func podEnv(t *testing.T, c corev1.Container, o objects, secrets map[string]stri
 				t.Fatalf("container %s: env %s: no test value for secret key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Key)
 			}
 			v = val
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			v = c.Name + "-0" // the test runs one pod of each workload
 		default:
 			t.Fatalf("container %s: env %s: the test does not resolve %v", c.Name, e.Name, e.ValueFrom)
 		}

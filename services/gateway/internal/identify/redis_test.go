@@ -352,7 +352,7 @@ func TestRedisBadInput(t *testing.T) {
 		cfg  RedisConfig
 	}{
 		{"no token", RedisConfig{}},
-		{"token without dots", RedisConfig{Token: "abc"}},
+		{"blank token", RedisConfig{Token: "   "}},
 		{"negative window", RedisConfig{Token: testToken, Window: -1}},
 		{"negative reserve", RedisConfig{Token: testToken, Reserve: -1}},
 		{"negative poll", RedisConfig{Token: testToken, Poll: -1}},
@@ -404,5 +404,23 @@ func TestRedisZeroLimitKeepsShared(t *testing.T) {
 	}
 	if l.Remaining != 1000 || l.Total != 1000 || l.MaxConcurrency != 1 {
 		t.Errorf("default limit = %+v, want 1000 of 1000 with max concurrency 1", l)
+	}
+}
+
+// TestBotKeyWithoutDots names a bot whose token has no user-id part (a test's made-up
+// token) by a hash of the whole token, which never shows the token.
+func TestBotKeyWithoutDots(t *testing.T) {
+	a, err := BotKey("made-up-token")
+	if err != nil {
+		t.Fatalf("BotKey of a token without dots: %v", err)
+	}
+	if b, _ := BotKey("Bot made-up-token"); a != b {
+		t.Errorf("BotKey differs with and without the Bot prefix: %q, %q", a, b)
+	}
+	if c, _ := BotKey("another-token"); c == a {
+		t.Errorf("two tokens without dots got the same key %q", a)
+	}
+	if strings.Contains(a, "made-up") {
+		t.Errorf("BotKey %q shows the token", a)
 	}
 }
