@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kubecord/kubecord/internal/redistest"
+	"github.com/kubecord/kubecord/services/gateway/internal/shard"
+)
+
+func dispatch(shardID int, seq uint64, name, data string) shard.Dispatch {
+	return shard.Dispatch{ShardID: shardID, ShardCount: 4, Seq: seq, Name: name, Data: []byte(data), ReceivedAt: time.Now()}
+}
+
+// TestShadow holds a new shard set's events: its sessions' READY and start-up
+// GUILD_CREATEs are dropped, readiness follows the READY's guilds, the buffer keeps the
+// most recent events, and going live publishes what the old set did not.
+func TestShadow(t *testing.T) {
+	t.Parallel()
+	sh := newShadow(4)
+	if !sh.hold(dispatch(0, 1, "READY", `{"session_id":"s0","guilds":[{"id":"10","unavailable":true},{"id":"11","unavailable":true}]}`)) {
+		t.Fatal("READY not held")
+	}
+	sh.hold(dispatch(1, 1, "READY", `{"session_id":"s1","guilds":[]}`))
+	if got := sh.newlyReady(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("ready after READY = %v, want [1] (shard 0 still loads 2 guilds)", got)
+	}
+	sh.hold(dispatch(0, 2, "GUILD_CREATE", `{"id":"10"}`))
+	sh.hold(dispatch(0, 3, "MESSAGE_CREATE", `{"id":"100","guild_id":"10"}`))
+	sh.hold(dispatch(0, 4, "GUILD_CREATE", `{"id":"11"}`))
+	if got := sh.newlyReady(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("ready after both GUILD_CREATEs = %v, want [0]", got)
+	}
+	// A GUILD_CREATE after loading is an event (the bot joined a guild).
+	sh.hold(dispatch(0, 5, "GUILD_CREATE", `{"id":"12"}`))
+	for i := range 4 {
+		sh.hold(dispatch(1, uint64(2+i), "MESSAGE_CREATE", fmt.Sprintf(`{"id":"%d"}`, 200+i)))
+	}
+	// 6 events into a buffer of 4: the oldest half went at the fifth.
+	sh.mu.Lock()
+	held, dropped := len(sh.events), sh.dropped
+	sh.mu.Unlock()
+	if held != 4 || dropped != 2 {
+		t.Fatalf("held %d, dropped %d; want 4 and 2", held, dropped)
+	}
+	alreadyPublished := hashDispatch(dispatch(1, 99, "MESSAGE_CREATE", `{"id":"201"}`)) // another seq, same event
+	seen := func(_ context.Context, hs []eventHash) ([]bool, error) {
+		out := make([]bool, len(hs))
+		for i, h := range hs {
+			out[i] = h == alreadyPublished
+		}
+		return out, nil
+	}
+	started := map[int]string{}
+	var published []string
+	n, dedup, err := sh.goLive(t.Context(), seen, func(id int, s string) { started[id] = s },
+		func(d shard.Dispatch) { published = append(published, fmt.Sprintf("%d/%d", d.ShardID, d.Seq)) })
+	if err != nil || n != 3 || dedup != 1 {
+		t.Fatalf("goLive = %d published, %d deduplicated, %v; want 3, 1", n, dedup, err)
+	}
+	if want := []string{"1/2", "1/4", "1/5"}; !slices.Equal(published, want) {
+		t.Errorf("published %v, want %v (buffer order, the already published one left out)", published, want)
+	}
+	if started[0] != "s0" || started[1] != "s1" {
+		t.Errorf("sessions started %v, want s0 and s1", started)
+	}
+	if sh.hold(dispatch(1, 9, "MESSAGE_CREATE", `{}`)) {
+		t.Error("a live shadow still holds events")
+	}
+}
+
+// TestCoordinators runs the reshard plan through both coordinators: proposals are refused
+// while one is under way or from a count that is not active, phases advance by CAS, and
+// done makes the new count active.
+func TestCoordinators(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	for name, co := range map[string]coordinator{"memory": newMemoryCoordinator(), "redis": newRedisCoordinator(c, "kubecord:bot")} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			if n, err := co.InitActive(ctx, 2); err != nil || n != 2 {
+				t.Fatalf("InitActive = %d, %v", n, err)
+			}
+			if n, _ := co.InitActive(ctx, 8); n != 2 {
+				t.Fatalf("a second InitActive changed the active count to %d", n)
+			}
+			if ok, _ := co.Propose(ctx, 3, 4); ok {
+				t.Fatal("a proposal from a count that is not active was accepted")
+			}
+			if ok, err := co.Propose(ctx, 2, 4); !ok || err != nil {
+				t.Fatalf("Propose = %v, %v", ok, err)
+			}
+			if ok, _ := co.Propose(ctx, 2, 6); ok {
+				t.Fatal("a second proposal during the first was accepted")
+			}
+			p, ok, err := co.Plan(ctx)
+			if !ok || err != nil || p != (reshardPlan{From: 2, To: 4, Phase: phaseWarming}) {
+				t.Fatalf("Plan = %+v, %v, %v", p, ok, err)
+			}
+			for _, id := range []int{0, 1, 1, 3} {
+				if err := co.MarkReady(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, _ := co.ReadyCount(ctx); n != 3 {
+				t.Fatalf("ReadyCount = %d, want 3", n)
+			}
+			h1, h2 := hashDispatch(dispatch(0, 1, "X", "a")), hashDispatch(dispatch(0, 1, "X", "b"))
+			if err := co.AddSeen(ctx, []eventHash{h1}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := co.Seen(ctx, []eventHash{h2, h1}); err != nil || !slices.Equal(got, []bool{false, true}) {
+				t.Fatalf("Seen = %v, %v", got, err)
+			}
+			if ok, _ := co.Advance(ctx, reshardPlan{From: 2, To: 4, Phase: phaseSwitching}, phaseDone); ok {
+				t.Fatal("advancing from a phase the plan is not in succeeded")
+			}
+			if ok, err := co.Advance(ctx, p, phaseSwitching); !ok || err != nil {
+				t.Fatalf("Advance to switching = %v, %v", ok, err)
+			}
+			p.Phase = phaseSwitching
+			if ok, err := co.Advance(ctx, p, phaseDone); !ok || err != nil {
+				t.Fatalf("Advance to done = %v, %v", ok, err)
+			}
+			if n, _ := co.Active(ctx); n != 4 {
+				t.Fatalf("active count after done = %d, want 4", n)
+			}
+			if ok, _ := co.Propose(ctx, 4, 8); !ok {
+				t.Fatal("a new proposal after a finished plan was refused")
+			}
+		})
+	}
+}
