@@ -484,6 +484,13 @@ func newShadow(maxEvents int) *shadow {
 		ready: map[int]bool{}, reported: map[int]bool{}}
 }
 
+// held returns the number of events held.
+func (sh *shadow) held() int {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return len(sh.events)
+}
+
 func (sh *shadow) isLive() bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

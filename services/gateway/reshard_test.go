@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kubecord/kubecord/internal/redistest"
@@ -136,5 +137,40 @@ func TestCoordinators(t *testing.T) {
 				t.Fatal("a new proposal after a finished plan was refused")
 			}
 		})
+	}
+}
+
+func TestReshardMetrics(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{})
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(newCollector(s)); err != nil {
+		t.Fatal(err)
+	}
+	g := &generation{count: 4, shadow: newShadow(10)}
+	g.shadow.hold(dispatch(0, 1, "MESSAGE_CREATE", `{"id":"1"}`))
+	g.shadow.hold(dispatch(1, 1, "MESSAGE_CREATE", `{"id":"2"}`))
+	s.genMu.Lock()
+	s.next = g
+	s.genMu.Unlock()
+	s.shardCount.Store(2)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			found[mf.GetName()] += mt.GetGauge().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"kubecord_gateway_shard_count":           2,
+		"kubecord_gateway_reshard_target_shards": 4,
+		"kubecord_gateway_reshard_held_events":   2,
+	} {
+		if found[name] != want {
+			t.Errorf("%s = %v, want %v", name, found[name], want)
+		}
 	}
 }

@@ -116,6 +116,7 @@ type collector struct {
 	received, decodeErrors, routeErrors, duplicates                                *prometheus.Desc
 	groupMembers, groupBuffered, groupBytes, groupInFlight, groupAge               *prometheus.Desc
 	groupDelivered, groupRedelivered, groupAcked, groupLost, groupRejected         *prometheus.Desc
+	shardCount, ownedShards, reshardTarget, reshardHeld                            *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -144,6 +145,10 @@ func newCollector(s *Server) *collector {
 		groupAcked:       d("group_acked_total", "Acked deliveries.", "group"),
 		groupLost:        d("group_lost_total", "Events dropped on buffer overflow or expiry (announced as gaps).", "group"),
 		groupRejected:    d("group_rejected_total", "Deliveries nacked without requeue.", "group"),
+		shardCount:       d("shard_count", "The bot's active shard count."),
+		ownedShards:      d("owned_shards", "Shards this pod runs (its leased share)."),
+		reshardTarget:    d("reshard_target_shards", "Shard count of a reshard this pod is warming up; 0 when none."),
+		reshardHeld:      d("reshard_held_events", "Events the new shard set holds until it goes live."),
 	}
 }
 
@@ -151,7 +156,8 @@ func newCollector(s *Server) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.shardState, c.shardLatency, c.shardSeq, c.shardWatermark, c.shardRate, c.shardReconnects,
 		c.received, c.decodeErrors, c.routeErrors, c.duplicates, c.groupMembers, c.groupBuffered, c.groupBytes, c.groupInFlight,
-		c.groupAge, c.groupDelivered, c.groupRedelivered, c.groupAcked, c.groupLost, c.groupRejected} {
+		c.groupAge, c.groupDelivered, c.groupRedelivered, c.groupAcked, c.groupLost, c.groupRejected,
+		c.shardCount, c.ownedShards, c.reshardTarget, c.reshardHeld} {
 		ch <- d
 	}
 }
@@ -165,7 +171,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	s := c.s
+	gauge(c.shardCount, float64(s.shardCount.Load()))
+	s.genMu.Lock()
+	next := s.next
+	s.genMu.Unlock()
+	var target, held float64
+	if next != nil {
+		target, held = float64(next.count), float64(next.shadow.held())
+	}
+	gauge(c.reshardTarget, target)
+	gauge(c.reshardHeld, held)
 	if m := s.manager.Load(); m != nil {
+		gauge(c.ownedShards, float64(len(m.ShardIDs())))
 		for _, st := range m.Status() {
 			id := strconv.Itoa(st.ID)
 			gauge(c.shardState, 1, id, string(st.State))
