@@ -195,7 +195,12 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 		"took", time.Since(began).Round(time.Millisecond))
 }
 
-// saveLoop saves the running shards' sessions every SessionSave, each only when it changed.
+// sessionRefreshEvery: an unchanged session is saved again every this many SessionSave
+// intervals (10 s by default, far under DefaultSessionTTL).
+const sessionRefreshEvery = 10
+
+// saveLoop saves the running shards' sessions every SessionSave, each when it changed or
+// was last saved sessionRefreshEvery intervals ago.
 func (o *ownership) saveLoop(ctx context.Context) {
 	t := time.NewTicker(o.s.cfg.SessionSave)
 	defer t.Stop()
@@ -215,7 +220,10 @@ func (o *ownership) saveLoop(ctx context.Context) {
 			st := o.adapter.stored(id, sess, false)
 			o.mu.Lock()
 			prev, saved := o.lastSave[id]
-			if o.handing[id] || (saved && prev.ID == st.ID && prev.Seq == st.Seq && prev.Watermark == st.Watermark) {
+			// Unchanged sessions are saved again now and then: that keeps a quiet shard's
+			// session from expiring in Redis, and restores it after Redis lost its data.
+			fresh := saved && time.Since(prev.SavedAt) < sessionRefreshEvery*o.s.cfg.SessionSave
+			if o.handing[id] || (fresh && prev.ID == st.ID && prev.Seq == st.Seq && prev.Watermark == st.Watermark) {
 				o.mu.Unlock()
 				continue
 			}

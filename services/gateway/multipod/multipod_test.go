@@ -585,8 +585,9 @@ func TestScale(t *testing.T) {
 }
 
 // TestRedisRestart loses Redis (and every lease, session and identify key in it) under
-// load: the pods keep serving their shards through the outage and take their leases back
-// when Redis returns, without moving or re-identifying a shard.
+// load: the pods keep serving their shards through the outage, take their leases back
+// and save their sessions again when Redis returns, without moving or re-identifying a
+// shard; a pod killed afterwards still hands its shards over by resuming.
 func TestRedisRestart(t *testing.T) {
 	c := newCluster(t, clusterConfig{shards: 4})
 	c.start("pod-a", "")
@@ -605,7 +606,7 @@ func TestRedisRestart(t *testing.T) {
 	c.redis.Restart()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		n, err := leaseKeys(t, c.redis.Addr)
+		n, err := countKeys(c.redis.Addr, "*:lease:shard:*")
 		if err == nil && n == c.shards {
 			break
 		}
@@ -617,6 +618,25 @@ func TestRedisRestart(t *testing.T) {
 	if got := c.ready(); !mapsEqual(got, before) {
 		t.Errorf("shards after the Redis restart: %v, want unchanged %v", got, before)
 	}
+	c.waitFlow()
+	// The sessions Redis lost are saved again, so a pod killed now still hands its shards
+	// over by resuming.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		n, err := countKeys(c.redis.Addr, "*:session:*")
+		if err == nil && n == c.shards {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions in Redis after its restart: %d, %v; want %d", n, err, c.shards)
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	c.mu.Lock()
+	b := c.pods["pod-b"]
+	c.mu.Unlock()
+	c.stop(b, syscall.SIGKILL)
+	c.waitSpread(30 * time.Second)
 	c.waitFlow()
 	c.settle(ids)
 }
@@ -633,16 +653,15 @@ func mapsEqual(a, b map[string][]uint32) bool {
 	return true
 }
 
-// leaseKeys counts the shard leases in Redis, with a raw RESP exchange (KEYS is fine on a
+// countKeys counts the keys matching pattern, with a raw RESP exchange (KEYS is fine on a
 // test server).
-func leaseKeys(t *testing.T, addr string) (int, error) {
+func countKeys(addr, pattern string) (int, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	pattern := "*:lease:shard:*"
 	if _, err := fmt.Fprintf(conn, "*2\r\n$4\r\nKEYS\r\n$%d\r\n%s\r\n", len(pattern), pattern); err != nil {
 		return 0, err
 	}
