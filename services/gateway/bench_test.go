@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -742,27 +744,42 @@ const replayEventsPerShard = 250_000
 // websocket per shard that sends Hello, reads Identify, then writes the shard's recorded
 // session, pre-compressed and pre-framed, as fast as the socket takes it.
 type replayServer struct {
-	url     string
-	srv     *http.Server
-	streams [][]byte // per shard: the websocket frames of the session after Hello
-	setup   []int    // per shard: bytes of streams before the first load event
-	hello   []byte   // the websocket frame of Hello, the same first bytes of every stream
-	begin   chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
+	replayRecording
+	url   string
+	srv   *http.Server
+	begin chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
 
 	sent      atomic.Int64 // load events written
-	perShard  []int64      // load events recorded per shard
 	exhausted atomic.Int64
 }
 
-// newReplayWorld records the simulator's traffic and returns a world that replays it.
-func newReplayWorld(perShard int) (*localWorld, error) {
+// replayRecording is the simulator's traffic, framed and compressed for replay.
+type replayRecording struct {
+	Streams  [][]byte // per shard: the websocket frames of the session after Hello
+	Setup    []int    // per shard: bytes of Streams before the first load event
+	Hello    []byte   // the websocket frame of Hello, the same first bytes of every stream
+	PerShard []int64  // load events recorded per shard
+}
+
+// loadReplay returns a recording of perShard load events per shard. Recording takes about
+// a minute, so it is cached in the temporary directory for the next runs.
+func loadReplay(perShard int) (replayRecording, error) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("kubecord-bench-replay-v1-%d.gob", perShard))
+	var rec replayRecording
+	if f, err := os.Open(path); err == nil {
+		err = gob.NewDecoder(bufio.NewReader(f)).Decode(&rec)
+		_ = f.Close() // read only
+		if err == nil && len(rec.Streams) > 0 {
+			return rec, nil
+		}
+		rec = replayRecording{}
+	}
 	frames, setup, err := recordSimulator(perShard)
 	if err != nil {
-		return nil, err
+		return rec, err
 	}
-	r := &replayServer{begin: make(chan struct{})}
 	hello := []byte(`{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":600000}}`)
 	for i, fs := range frames {
 		// One zlib stream per connection, as Discord does: Hello compresses to the same
@@ -773,14 +790,14 @@ func newReplayWorld(perShard int) (*localWorld, error) {
 		offsets := make([]int, 0, len(fs)+1)
 		for j, f := range append([][]byte{hello}, fs...) {
 			if _, err := zw.Write(f); err != nil {
-				return nil, err
+				return rec, err
 			}
 			if err := zw.Flush(); err != nil {
-				return nil, err
+				return rec, err
 			}
 			if j == 0 {
-				if r.hello == nil {
-					r.hello = appendWSFrame(nil, buf.Bytes())
+				if rec.Hello == nil {
+					rec.Hello = appendWSFrame(nil, buf.Bytes())
 				}
 			} else {
 				offsets = append(offsets, len(ws))
@@ -788,10 +805,30 @@ func newReplayWorld(perShard int) (*localWorld, error) {
 			}
 			buf.Reset()
 		}
-		r.streams = append(r.streams, ws)
-		r.setup = append(r.setup, offsets[setup[i]])
-		r.perShard = append(r.perShard, int64(len(fs)-setup[i]))
+		rec.Streams = append(rec.Streams, ws)
+		rec.Setup = append(rec.Setup, offsets[setup[i]])
+		rec.PerShard = append(rec.PerShard, int64(len(fs)-setup[i]))
 	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "kubecord-bench-replay-*")
+	if err != nil {
+		return rec, nil // no cache: the next run records again
+	}
+	if err := gob.NewEncoder(tmp).Encode(&rec); err == nil && tmp.Close() == nil {
+		_ = os.Rename(tmp.Name(), path) // best effort, like the whole cache
+	} else {
+		_ = tmp.Close()
+	}
+	_ = os.Remove(tmp.Name()) // gone already when the rename succeeded
+	return rec, nil
+}
+
+// newReplayWorld records the simulator's traffic and returns a world that replays it.
+func newReplayWorld(perShard int) (*localWorld, error) {
+	rec, err := loadReplay(perShard)
+	if err != nil {
+		return nil, err
+	}
+	r := &replayServer{begin: make(chan struct{}), replayRecording: rec}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -801,7 +838,7 @@ func newReplayWorld(perShard int) (*localWorld, error) {
 	mux.HandleFunc("GET /api/v10/gateway/bot", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"url":"ws://%s/ws","shards":%d,"session_start_limit":{"total":1000,"remaining":1000,"reset_after":86400000,"max_concurrency":16}}`,
-			lis.Addr().String(), len(r.streams))
+			lis.Addr().String(), len(r.Streams))
 	})
 	mux.HandleFunc("/ws", r.serveWS)
 	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -836,7 +873,7 @@ func (r *replayServer) serveWS(w http.ResponseWriter, req *http.Request) {
 	defer r.wg.Done()
 	defer func() { _ = ws.Close() }()
 	raw := ws.UnderlyingConn()
-	if _, err := raw.Write(r.hello); err != nil {
+	if _, err := raw.Write(r.Hello); err != nil {
 		return
 	}
 	_, msg, err := ws.ReadMessage()
@@ -849,7 +886,7 @@ func (r *replayServer) serveWS(w http.ResponseWriter, req *http.Request) {
 			Shard [2]int `json:"shard"`
 		} `json:"d"`
 	}
-	if err := json.Unmarshal(msg, &ident); err != nil || ident.Op != 2 || ident.D.Shard[0] >= len(r.streams) {
+	if err := json.Unmarshal(msg, &ident); err != nil || ident.Op != 2 || ident.D.Shard[0] >= len(r.Streams) {
 		slog.Warn("replay: expected an Identify", "msg", string(msg), "err", err)
 		return
 	}
@@ -861,7 +898,7 @@ func (r *replayServer) serveWS(w http.ResponseWriter, req *http.Request) {
 		}
 	}()
 	id := ident.D.Shard[0]
-	stream, setup := r.streams[id], r.setup[id]
+	stream, setup := r.Streams[id], r.Setup[id]
 	if _, err := raw.Write(stream[:setup]); err != nil { // READY, GUILD_CREATEs
 		return
 	}
@@ -874,7 +911,7 @@ func (r *replayServer) serveWS(w http.ResponseWriter, req *http.Request) {
 		}
 		rest = rest[n:]
 	}
-	r.sent.Add(r.perShard[id])
+	r.sent.Add(r.PerShard[id])
 	r.exhausted.Add(1)
 	<-req.Context().Done() // keep the session open: a closed socket would make the shard reconnect
 }
