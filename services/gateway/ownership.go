@@ -147,6 +147,11 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 	}()
 	log := o.s.log.With("shard", id)
 	began := time.Now()
+	// A shard whose Identify is out has spent a session start: let its READY arrive, so
+	// the next owner resumes the session instead of identifying again.
+	for wait := time.Now().Add(identifyGrace); o.m.IdentifyPending(id) && time.Now().Before(wait) && ctx.Err() == nil; {
+		time.Sleep(10 * time.Millisecond) // polling with a deadline; READY normally follows within a round trip
+	}
 	sess, ok, err := o.m.StopShard(ctx, id)
 	if err != nil {
 		log.Error("stopping the shard for a hand-off failed; its lease expires instead", "err", err)
@@ -198,6 +203,9 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 // sessionRefreshEvery: an unchanged session is saved again every this many SessionSave
 // intervals (10 s by default, far under DefaultSessionTTL).
 const sessionRefreshEvery = 10
+
+// identifyGrace bounds the wait for READY before a shard with an Identify out is handed off.
+const identifyGrace = 15 * time.Second
 
 // saveLoop saves the running shards' sessions every SessionSave, each when it changed or
 // was last saved sessionRefreshEvery intervals ago.

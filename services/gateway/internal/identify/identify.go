@@ -47,6 +47,15 @@ type Limiter interface {
 	Update(ctx context.Context, limit SessionStartLimit) error
 }
 
+// Rearmer is implemented by limiters that restart a bucket's window when the identify
+// actually went out. Discord measures the window between identifies as they arrive; a
+// shard delayed between its grant and its send (a busy machine, a slow write) would
+// otherwise leave less than a window before the next grant of its bucket.
+type Rearmer interface {
+	// Sent restarts the window of shardID's bucket from now.
+	Sent(ctx context.Context, shardID int) error
+}
+
 // ErrBudgetExhausted is wrapped by errors about the daily session start budget.
 var ErrBudgetExhausted = errors.New("identify session start budget exhausted")
 
@@ -220,6 +229,26 @@ func (m *Memory) Wait(ctx context.Context, shardID int) error {
 		m.mu.Unlock()
 		wait = earliest.Sub(now)
 	}
+}
+
+var _ Rearmer = (*Memory)(nil)
+
+// Sent implements Rearmer.
+func (m *Memory) Sent(_ context.Context, shardID int) error {
+	if shardID < 0 {
+		return fmt.Errorf("shard id %d is negative", shardID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	bucket := shardID % m.limit.MaxConcurrency
+	now := m.now()
+	if now.After(m.lastGrant[bucket]) {
+		m.lastGrant[bucket] = now
+	}
+	if next := now.Add(m.window); m.nextSlot[bucket].Before(next) {
+		m.nextSlot[bucket] = next
+	}
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

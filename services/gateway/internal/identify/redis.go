@@ -217,6 +217,14 @@ if left < 0 then left = 0 end
 return {1, left, total, resetAt - now, maxconc, now}
 `)
 
+// rearmScript restarts a bucket's window from now. ARGV as grantScript's first four,
+// then shard, window ms.
+var rearmScript = redis.NewScript(redisNowMS + seedAndRefill + `
+local key = KEYS[2] .. (tonumber(ARGV[5]) % maxconc)
+redis.call('SET', key, now, 'PX', tonumber(ARGV[6]))
+return 1
+`)
+
 // readScript returns {remaining, total, resetAfter ms, maxconc}. ARGV as grantScript's first four.
 var readScript = redis.NewScript(redisNowMS + seedAndRefill + `
 return {rem, total, resetAt - now, maxconc}
@@ -237,6 +245,21 @@ func (r *Redis) remember(rem, total, resetAfterMS, maxconc int64) SessionStartLi
 	r.last.MaxConcurrency = l.MaxConcurrency
 	r.mu.Unlock()
 	return l
+}
+
+var _ Rearmer = (*Redis)(nil)
+
+// Sent implements Rearmer: the bucket's key is set again with a full window from now,
+// by Redis's clock.
+func (r *Redis) Sent(ctx context.Context, shardID int) error {
+	if shardID < 0 {
+		return fmt.Errorf("shard id %d is negative", shardID)
+	}
+	args := append(r.seedArgs(), shardID, r.window.Milliseconds())
+	if err := rearmScript.Run(ctx, r.client, []string{r.budgetKey, r.bucketPrefix}, args...).Err(); err != nil {
+		return fmt.Errorf("restarting the identify window of shard %d in redis: %w", shardID, err)
+	}
+	return nil
 }
 
 // Update implements Limiter. The limit replaces the shared one: GET /gateway/bot

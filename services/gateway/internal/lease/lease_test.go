@@ -419,3 +419,33 @@ func TestHandOffWaitsForRelease(t *testing.T) {
 		t.Errorf("second pod owns %v, want [2 3]", got)
 	}
 }
+
+// TestRejoinHoldsClaims loses Redis's data while one of two pods is gone too: the pod that
+// re-registers takes its own leases back at once but claims the other pod's shards only
+// after a lease TTL, the time a live pod has to re-register, so a Redis restart cannot
+// hand a running pod's shards to another.
+func TestRejoinHoldsClaims(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Addr)
+	a := startPod(t, srv.Addr, "rejoin", "a", 4, testTTL)
+	b := startPod(t, srv.Addr, "rejoin", "b", 4, testTTL)
+	waitFair(t, c, "rejoin", 4, a, b)
+	mine := a.m.Owned()
+	b.cancel() // b stops renewing (as if it had not re-registered yet)
+	<-b.exited
+	if err := c.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	flushed := time.Now()
+	for time.Since(flushed) < testTTL-2*testRenew {
+		if got := a.m.Owned(); !slices.Equal(got, mine) {
+			t.Fatalf("%s after Redis lost its data, the pod owns %v, want only its own %v until a TTL passed", time.Since(flushed), got, mine)
+		}
+		time.Sleep(testRenew / 2)
+	}
+	waitFair(t, c, "rejoin", 4, a)
+	if d := time.Since(flushed); d < testTTL {
+		t.Errorf("free shards claimed %s after the data loss, want no sooner than the TTL %s", d, testTTL)
+	}
+}

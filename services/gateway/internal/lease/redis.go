@@ -58,16 +58,17 @@ type Redis struct {
 
 	handOff bool
 
-	mu        sync.Mutex
-	value     string // lease value, pod:epoch, the fencing token of this run; empty until the first tick
-	owned     []int  // what Owned reports: held minus releasing
-	held      []int  // every lease this run holds and renews
-	releasing map[int]bool
-	underFair bool // the last tick left this pod under its share: tick again sooner
-	started   bool
-	stopped   bool
-	stop      chan struct{}
-	done      chan struct{}
+	mu         sync.Mutex
+	value      string // lease value, pod:epoch, the fencing token of this run; empty until the first tick
+	owned      []int  // what Owned reports: held minus releasing
+	held       []int  // every lease this run holds and renews
+	releasing  map[int]bool
+	underFair  bool      // the last tick left this pod under its share: tick again sooner
+	holdClaims time.Time // no claim before: set when this pod re-registers
+	started    bool
+	stopped    bool
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 var _ Manager = (*Redis)(nil)
@@ -159,7 +160,8 @@ func PodsKey(prefix string) string {
 // state) claims nothing this tick, so every pod has re-registered and taken its
 // own leases back before anyone counts shares. Only a pod under its share scans
 // the other shards, so a steady tick costs O(held shards). Returns the lease
-// value, the fair share, then the held shards.
+// value, the fair share, 1 if the pod's heartbeat was missing (else 0), then the held
+// shards.
 var tickScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -170,8 +172,10 @@ if value == '' then
   value = pod .. ':' .. redis.call('INCR', KEYS[2])
 end
 redis.call('ZREMRANGEBYSCORE', pods, '-inf', now)
+local rejoined = 0
 if redis.call('ZADD', pods, now + ttl, pod) == 1 then
   claim = false
+  rejoined = 1
 end
 local members = redis.call('ZRANGE', pods, 0, -1)
 table.sort(members)
@@ -219,7 +223,7 @@ if claim and #owned < fair then
   end
 end
 table.sort(owned)
-local out = {value, tostring(fair)}
+local out = {value, tostring(fair), tostring(rejoined)}
 for _, i in ipairs(owned) do out[#out + 1] = tostring(i) end
 return out
 `)
@@ -251,6 +255,9 @@ return released
 // tick runs tickScript and records the result.
 func (r *Redis) tick(ctx context.Context, claim bool) error {
 	r.mu.Lock()
+	if time.Now().Before(r.holdClaims) {
+		claim = false
+	}
 	args := make([]any, 0, 6+len(r.held))
 	args = append(args, r.pod, r.value, r.ttl.Milliseconds(), r.shards, 0, 0)
 	if claim {
@@ -267,15 +274,15 @@ func (r *Redis) tick(ctx context.Context, claim bool) error {
 	if err != nil {
 		return fmt.Errorf("renewing shard leases in redis: %w", err)
 	}
-	if len(res) < 2 {
+	if len(res) < 3 {
 		return errors.New("renewing shard leases in redis: short reply")
 	}
 	fair, err := strconv.Atoi(res[1])
 	if err != nil {
 		return fmt.Errorf("renewing shard leases in redis: bad fair share %q: %w", res[1], err)
 	}
-	held := make([]int, 0, len(res)-2)
-	for _, s := range res[2:] {
+	held := make([]int, 0, len(res)-3)
+	for _, s := range res[3:] {
 		id, err := strconv.Atoi(s)
 		if err != nil {
 			return fmt.Errorf("renewing shard leases in redis: bad shard id %q: %w", s, err)
@@ -286,6 +293,12 @@ func (r *Redis) tick(ctx context.Context, claim bool) error {
 	if r.value == "" {
 		r.value = res[0]
 		r.log.Info("shard lease manager registered", "lease", r.value)
+	} else if res[2] == "1" {
+		// Our heartbeat was gone: Redis lost its data, or this pod was cut off for longer
+		// than a lease. Free shards may belong to pods that have not re-registered yet, so
+		// claim nothing for a TTL, by which time every live pod has taken its leases back.
+		r.holdClaims = time.Now().Add(r.ttl)
+		r.log.Warn("this pod's heartbeat was missing from redis; re-registered, claiming no free shard for a lease TTL", "ttl", r.ttl)
 	}
 	r.held = held
 	// A releasing shard whose lease was lost needs no release any more.

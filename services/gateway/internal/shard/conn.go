@@ -50,6 +50,9 @@ type shard struct {
 
 	seq    atomic.Uint64 // last sequence received
 	events atomic.Int64  // dispatches received
+	// identifying is true from the moment Identify is sent until the connection that sent
+	// it ends: a session start is spent, and stopping the shard before READY wastes it.
+	identifying atomic.Bool
 
 	started     chan struct{} // closed once the first identify or resume is under way
 	startedOnce sync.Once
@@ -304,6 +307,7 @@ func gatewayURL(base, compression string) (string, error) {
 // the session became ready on it, and why it ended.
 func (s *shard) connect(ctx context.Context, log *slog.Logger) (next action, healthy bool, err error) {
 	m := s.m
+	defer s.identifying.Store(false)
 	s.mu.Lock()
 	sess := s.session
 	s.mu.Unlock()
@@ -455,9 +459,16 @@ func (s *shard) identify(ctx context.Context, c *conn, log *slog.Logger) {
 		c.closeWith(closeResumable, actFatalShard, fmt.Errorf("identify payload is %d bytes, over the gateway's %d byte limit; shorten the presence", len(payload), maxPayloadSize))
 		return
 	}
+	s.identifying.Store(true)
 	if err := c.write(ctx, payload, true); err != nil {
+		s.identifying.Store(false)
 		c.closeWith(closeResumable, actResume, fmt.Errorf("sending identify: %w", err))
 		return
+	}
+	if r, ok := m.limiter.(identify.Rearmer); ok {
+		if err := r.Sent(ctx, s.id); err != nil {
+			log.Warn("restarting the identify window after the send failed; the window counts from the grant", "err", err)
+		}
 	}
 	log.Debug("identify sent")
 }
@@ -624,6 +635,7 @@ func (s *shard) readLoop(ctx context.Context, c *conn, r *reader, log *slog.Logg
 			}
 			switch f.Type {
 			case "READY":
+				s.identifying.Store(false)
 				if err := s.onReady(ctx, c, f.D, log); err != nil {
 					return actIdentify, healthy, err
 				}

@@ -329,6 +329,15 @@ func (m *Manager) StopShard(ctx context.Context, id int) (Session, bool, error) 
 	return sess, ok, nil
 }
 
+// IdentifyPending reports whether a shard has sent Identify and not yet received READY:
+// stopping it now would waste the session start it spent.
+func (m *Manager) IdentifyPending(id int) bool {
+	m.mu.Lock()
+	s := m.byID[id]
+	m.mu.Unlock()
+	return s != nil && s.identifying.Load()
+}
+
 // Session returns a shard's current session with the last received sequence; ok is
 // false when the shard is not run here or has no session.
 func (m *Manager) Session(id int) (Session, bool) {
