@@ -462,9 +462,14 @@ func (r *seenRecorder) flush(ctx context.Context) error {
 // oldest are dropped beyond it.
 const DefaultShadowEvents = 200_000
 
+// shadowLoadGrace is how long after its READY a new shard counts as loaded even when some
+// of its guilds are still unavailable.
+const shadowLoadGrace = time.Minute
+
 // shadow holds the events of a shard set that is not live yet.
 type shadow struct {
-	max int
+	max       int
+	loadGrace time.Duration
 
 	mu       sync.Mutex
 	live     bool
@@ -473,6 +478,7 @@ type shadow struct {
 	sessions map[int]string          // shard -> session id from READY
 	loading  map[int]map[uint64]bool // shard -> guilds from READY not created yet
 	ready    map[int]bool            // shard -> every guild loaded
+	readyAt  map[int]time.Time       // shard -> when its READY arrived
 	reported map[int]bool            // ready shards told to the coordinator
 }
 
@@ -481,7 +487,7 @@ func newShadow(maxEvents int) *shadow {
 		maxEvents = DefaultShadowEvents
 	}
 	return &shadow{max: maxEvents, sessions: map[int]string{}, loading: map[int]map[uint64]bool{},
-		ready: map[int]bool{}, reported: map[int]bool{}}
+		ready: map[int]bool{}, readyAt: map[int]time.Time{}, reported: map[int]bool{}, loadGrace: shadowLoadGrace}
 }
 
 // held returns the number of events held.
@@ -524,6 +530,7 @@ func (sh *shadow) hold(d shard.Dispatch) bool {
 			}
 			sh.loading[d.ShardID] = pending
 			sh.ready[d.ShardID] = len(pending) == 0
+			sh.readyAt[d.ShardID] = d.ReceivedAt
 		}
 		return true
 	case "RESUMED":
@@ -554,6 +561,11 @@ func (sh *shadow) newlyReady() []int {
 	defer sh.mu.Unlock()
 	var out []int
 	for id, ok := range sh.ready {
+		if !ok && time.Since(sh.readyAt[id]) >= sh.loadGrace {
+			// Guilds unavailable in an outage can stay so for long; the old set has no
+			// more of them, so they must not hold the switch back forever.
+			ok = true
+		}
 		if ok && !sh.reported[id] {
 			sh.reported[id] = true
 			out = append(out, id)
@@ -569,6 +581,7 @@ func (sh *shadow) forget(id int) {
 	delete(sh.sessions, id)
 	delete(sh.loading, id)
 	delete(sh.ready, id)
+	delete(sh.readyAt, id)
 	delete(sh.reported, id)
 }
 

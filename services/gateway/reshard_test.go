@@ -174,3 +174,28 @@ func TestReshardMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowLoadGrace counts a new shard as loaded once its READY is older than the grace,
+// even with guilds still unavailable (an outage), so the switch is not held back forever.
+func TestShadowLoadGrace(t *testing.T) {
+	t.Parallel()
+	sh := newShadow(10)
+	sh.loadGrace = 50 * time.Millisecond
+	sh.hold(dispatch(0, 1, "READY", `{"session_id":"s0","guilds":[{"id":"10","unavailable":true}]}`))
+	if got := sh.newlyReady(); len(got) != 0 {
+		t.Fatalf("ready = %v before the grace, want none", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got := sh.newlyReady(); slices.Equal(got, []int{0}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("shard 0 never counted as loaded after the grace")
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	if got := sh.newlyReady(); len(got) != 0 {
+		t.Errorf("shard reported ready twice: %v", got)
+	}
+}
