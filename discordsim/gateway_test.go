@@ -578,6 +578,9 @@ func TestGatewayHTTPEndpoints(t *testing.T) {
 	c := dial(t, s.GatewayURL(), "v=10")
 	c.hello()
 	r := c.identify(botToken(s), nil, IntentGuilds)
+	// The GUILD_CREATE follows READY; on a loaded machine it may not be written yet, and
+	// the fault below would then cut it off.
+	c.untilEvent("GUILD_CREATE")
 	resp, err := http.Post(s.URL()+"/_sim/faults/disconnect", "application/json", strings.NewReader(`{"session_id":"`+r.SessionID+`","code":4000}`))
 	if err != nil {
 		t.Fatal(err)
