@@ -22,8 +22,6 @@ type generation struct {
 	shadow *shadow // nil for a generation that started live
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the manager's Run returned
-
-	retireOnce sync.Once
 }
 
 // live reports whether the generation's events reach the hub.
@@ -129,12 +127,8 @@ func (s *Server) handlerFor(g *generation) shard.Handler {
 	})
 }
 
-// retire hands every shard of g on and ends it.
-func (g *generation) retire(ctx context.Context) {
-	g.retireOnce.Do(func() {
-		g.own.drain(ctx)
-	})
-}
+// retire hands every shard of g on and ends its leases (once: later calls return at once).
+func (g *generation) retire(ctx context.Context) { g.own.drain(ctx) }
 
 // stop retires g and waits for its manager to return.
 func (g *generation) stop(ctx context.Context) error {

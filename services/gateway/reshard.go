@@ -647,11 +647,16 @@ func GetReshardStatus(ctx context.Context, client redis.UniversalClient, prefix,
 	if err != nil {
 		return ReshardStatus{}, err
 	}
+	return c.status(ctx)
+}
+
+func (r *redisCoordinator) status(ctx context.Context) (ReshardStatus, error) {
 	var st ReshardStatus
-	if st.Active, err = c.Active(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	var err error
+	if st.Active, err = r.Active(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return ReshardStatus{}, err
 	}
-	p, ok, err := c.Plan(ctx)
+	p, ok, err := r.Plan(ctx)
 	if err != nil {
 		return ReshardStatus{}, err
 	}
@@ -669,7 +674,11 @@ func RequestReshard(ctx context.Context, client redis.UniversalClient, prefix, t
 	if shards < 1 {
 		return 0, fmt.Errorf("shard count %d must be at least 1", shards)
 	}
-	st, err := GetReshardStatus(ctx, client, prefix, token)
+	c, err := botCoordinator(client, prefix, token)
+	if err != nil {
+		return 0, err
+	}
+	st, err := c.status(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -680,10 +689,6 @@ func RequestReshard(ctx context.Context, client redis.UniversalClient, prefix, t
 		return 0, fmt.Errorf("a reshard from %d to %d shards is under way (%s); wait for it to finish", st.From, st.To, st.Phase)
 	case st.Active == shards:
 		return 0, fmt.Errorf("the bot already runs %d shards", shards)
-	}
-	c, err := botCoordinator(client, prefix, token)
-	if err != nil {
-		return 0, err
 	}
 	ok, err := c.Propose(ctx, st.Active, shards)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,8 +174,8 @@ func (r *RedisSessionStore) SaveSession(ctx context.Context, shardID int, s Stor
 	}
 	err := saveScript.Run(ctx, r.client, []string{key, leaseKey}, payload, r.ttl.Milliseconds(), value).Err()
 	if err != nil {
-		if msg := err.Error(); len(msg) >= 6 && msg[:6] == "FENCED" {
-			return fmt.Errorf("saving the session of shard %d: %w (lease holds %s)", shardID, ErrNotLeaseHolder, msg[7:])
+		if holder, fenced := strings.CutPrefix(err.Error(), "FENCED "); fenced {
+			return fmt.Errorf("saving the session of shard %d: %w (lease holds %s)", shardID, ErrNotLeaseHolder, holder)
 		}
 		return fmt.Errorf("saving the session of shard %d in redis: %w", shardID, err)
 	}

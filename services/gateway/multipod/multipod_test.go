@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -236,7 +236,8 @@ func (c *cluster) ready() map[string][]uint32 {
 	return out
 }
 
-func shardsOf(addr string) []uint32 {
+// listShards asks a pod for its shards; nil when it does not answer.
+func listShards(addr string) *gatewayv1.ListShardsResponse {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil
@@ -248,8 +249,13 @@ func shardsOf(addr string) []uint32 {
 	if err != nil {
 		return nil
 	}
+	return res
+}
+
+// shardsOf returns the shards a pod reports ready.
+func shardsOf(addr string) []uint32 {
 	var ids []uint32
-	for _, s := range res.GetShards() {
+	for _, s := range listShards(addr).GetShards() {
 		if s.GetState() == gatewayv1.Shard_STATE_READY {
 			ids = append(ids, s.GetShardId())
 		}
@@ -656,24 +662,14 @@ func mapsEqual(a, b map[string][]uint32) bool {
 	return true
 }
 
-// countKeys counts the keys matching pattern, with a raw RESP exchange (KEYS is fine on a
-// test server).
+// countKeys counts the keys matching pattern (KEYS is fine on a test server).
 func countKeys(addr, pattern string) (int, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = conn.Close() }()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := fmt.Fprintf(conn, "*2\r\n$4\r\nKEYS\r\n$%d\r\n%s\r\n", len(pattern), pattern); err != nil {
-		return 0, err
-	}
-	var n int
-	if _, err := fmt.Fscanf(conn, "*%d\r\n", &n); err != nil {
-		return 0, fmt.Errorf("reading KEYS reply: %w", err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(conn, 0))
-	return n, nil
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer func() { _ = c.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	keys, err := c.Keys(ctx, pattern).Result()
+	return len(keys), err
 }
 
 // TestIdentifyWindows starts 64 shards with max_concurrency 16 across 3 pods at once: the
@@ -743,25 +739,10 @@ func TestReshard(t *testing.T) {
 				t.Logf("%s: %s", name, line)
 			}
 		}
-		if n := shardCountOf(p.addr); n != 4 {
+		if n := listShards(p.addr).GetShardCount(); n != 4 {
 			t.Errorf("pod %s reports shard count %d, want 4", name, n)
 		}
 	}
-}
-
-func shardCountOf(addr string) uint32 {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return 0
-	}
-	defer func() { _ = conn.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	res, err := gatewayv1.NewGatewayServiceClient(conn).ListShards(ctx, &gatewayv1.ListShardsRequest{})
-	if err != nil {
-		return 0
-	}
-	return res.GetShardCount()
 }
 
 // TestBudgetRefused starts a pod whose shards would need more identifies than the daily
