@@ -96,16 +96,18 @@ func TestDynamicRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dyn := baseConfig(t, sim, newRecorder())
+	// Its own simulator: the fixed manager above is still identifying on the first one.
+	budgetSim := startSim(t, discordsim.Config{Guilds: 2, Shards: 2})
+	dyn := baseConfig(t, budgetSim, newRecorder())
 	dyn.Dynamic = true
 	dyn.Identify = lim
-	h := runManager(t, sim, dyn)
-	before := sim.GatewayStats().Identifies
+	h := runManager(t, budgetSim, dyn)
+	before := budgetSim.GatewayStats().Identifies
 	err = h.m.StartShards(t.Context(), []int{0, 1})
 	if !errors.Is(err, identify.ErrBudgetExhausted) || !strings.Contains(err.Error(), "1 of 1000") {
 		t.Errorf("StartShards over the budget = %v, want ErrBudgetExhausted naming 1 of 1000", err)
 	}
-	if got := sim.GatewayStats().Identifies; got != before {
+	if got := budgetSim.GatewayStats().Identifies; got != before {
 		t.Errorf("%d identifies after a refused start", got-before)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
