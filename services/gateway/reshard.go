@@ -43,6 +43,10 @@ const (
 	phaseDone      = "done"
 )
 
+// maxShardCount bounds a requested reshard: a typo of a few digits must not have every pod
+// claim millions of leases. Discord's largest bots run tens of thousands of shards.
+const maxShardCount = 1 << 17
+
 // reshardPlan is a resharding in progress or just finished.
 type reshardPlan struct {
 	From  int    `json:"from"`
@@ -647,16 +651,17 @@ func GetReshardStatus(ctx context.Context, client redis.UniversalClient, prefix,
 	if err != nil {
 		return ReshardStatus{}, err
 	}
-	return c.status(ctx)
+	return coordStatus(ctx, c)
 }
 
-func (r *redisCoordinator) status(ctx context.Context) (ReshardStatus, error) {
+// coordStatus reads the active count and the latest plan of c (an unset count reads as 0).
+func coordStatus(ctx context.Context, c coordinator) (ReshardStatus, error) {
 	var st ReshardStatus
 	var err error
-	if st.Active, err = r.Active(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if st.Active, err = c.Active(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return ReshardStatus{}, err
 	}
-	p, ok, err := r.Plan(ctx)
+	p, ok, err := c.Plan(ctx)
 	if err != nil {
 		return ReshardStatus{}, err
 	}
@@ -666,36 +671,52 @@ func (r *redisCoordinator) status(ctx context.Context) (ReshardStatus, error) {
 	return st, nil
 }
 
+// reshardRefusal is a reshard request refused for the state of the bot, not for a failure
+// to reach Redis.
+type reshardRefusal struct{ msg string }
+
+func (r *reshardRefusal) Error() string { return r.msg }
+
+func refuseReshard(format string, args ...any) error {
+	return &reshardRefusal{msg: fmt.Sprintf(format, args...)}
+}
+
 // RequestReshard asks the running gateway pods of the bot that token belongs to, sharing
 // Redis under prefix, to reshard to shards without downtime, and returns the count they
 // reshard from. It fails, saying why, when no pod runs, a reshard is under way, or the
 // count is already shards.
 func RequestReshard(ctx context.Context, client redis.UniversalClient, prefix, token string, shards int) (int, error) {
-	if shards < 1 {
-		return 0, fmt.Errorf("shard count %d must be at least 1", shards)
+	if shards < 1 || shards > maxShardCount {
+		return 0, fmt.Errorf("shard count %d must be between 1 and %d", shards, maxShardCount)
 	}
 	c, err := botCoordinator(client, prefix, token)
 	if err != nil {
 		return 0, err
 	}
-	st, err := c.status(ctx)
+	return proposeReshard(ctx, c, shards)
+}
+
+// proposeReshard proposes a reshard from the active count to shards through c. Refusals
+// are *reshardRefusal.
+func proposeReshard(ctx context.Context, c coordinator, shards int) (int, error) {
+	st, err := coordStatus(ctx, c)
 	if err != nil {
 		return 0, err
 	}
 	switch {
 	case st.Active == 0:
-		return 0, errors.New("no gateway pod of this bot has started with this Redis and prefix: nothing to reshard")
+		return 0, refuseReshard("no gateway pod of this bot has started with this Redis and prefix: nothing to reshard")
 	case st.Phase != "" && st.Phase != phaseDone:
-		return 0, fmt.Errorf("a reshard from %d to %d shards is under way (%s); wait for it to finish", st.From, st.To, st.Phase)
+		return 0, refuseReshard("a reshard from %d to %d shards is under way (%s); wait for it to finish", st.From, st.To, st.Phase)
 	case st.Active == shards:
-		return 0, fmt.Errorf("the bot already runs %d shards", shards)
+		return 0, refuseReshard("the bot already runs %d shards", shards)
 	}
 	ok, err := c.Propose(ctx, st.Active, shards)
 	if err != nil {
 		return 0, err
 	}
 	if !ok {
-		return 0, errors.New("the shard count or the plan changed meanwhile; check the status and try again")
+		return 0, refuseReshard("the shard count or the plan changed meanwhile; check the status and try again")
 	}
 	return st.Active, nil
 }

@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 
 	"github.com/kubecord/kubecord/internal/redistest"
 	"github.com/kubecord/kubecord/services/gateway/internal/shard"
@@ -197,5 +202,77 @@ func TestShadowLoadGrace(t *testing.T) {
 	}
 	if got := sh.newlyReady(); len(got) != 0 {
 		t.Errorf("shard reported ready twice: %v", got)
+	}
+}
+
+// TestReshardRPC reshards a gateway without Redis over gRPC: the status follows the plan to
+// done, the pod ends up running the new count, and bad or untimely requests get a status
+// code saying why.
+func TestReshardRPC(t *testing.T) {
+	t.Parallel()
+	// The harness's groups have no consumers: a hand-off need not wait for acks.
+	h := newHarness(t, Config{HandoffTimeout: 50 * time.Millisecond})
+	h.waitShardsReady()
+	ctx := t.Context()
+	st, err := h.client.GetReshardStatus(ctx, &gatewayv1.GetReshardStatusRequest{})
+	if err != nil || st.GetActiveShardCount() != e2eShards || st.GetReshard() != nil {
+		t.Fatalf("GetReshardStatus = %v, %v; want %d active shards and no reshard", st, err, e2eShards)
+	}
+	for _, tc := range []struct {
+		count uint32
+		code  codes.Code
+		want  string
+	}{
+		{0, codes.InvalidArgument, "at least 1"},
+		{maxShardCount + 1, codes.InvalidArgument, "is over"},
+		{e2eShards, codes.FailedPrecondition, "already runs 2 shards"},
+	} {
+		_, err := h.client.Reshard(ctx, &gatewayv1.ReshardRequest{ShardCount: tc.count})
+		if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Reshard(%d) = %v, want %s containing %q", tc.count, err, tc.code, tc.want)
+		}
+	}
+	resp, err := h.client.Reshard(ctx, &gatewayv1.ReshardRequest{ShardCount: 3})
+	if err != nil || resp.GetFromShardCount() != e2eShards || resp.GetToShardCount() != 3 {
+		t.Fatalf("Reshard(3) = %v, %v; want 2 -> 3", resp, err)
+	}
+	if _, err := h.client.Reshard(ctx, &gatewayv1.ReshardRequest{ShardCount: 4}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "under way") {
+		t.Errorf("a second Reshard during the first = %v, want FAILED_PRECONDITION saying one is under way", err)
+	}
+	waitFor(t, "the reshard to 3 shards to finish", func() bool {
+		st, err := h.client.GetReshardStatus(ctx, &gatewayv1.GetReshardStatusRequest{})
+		return err == nil && st.GetActiveShardCount() == 3 && st.GetReshard().GetPhase() == gatewayv1.ReshardPlan_PHASE_DONE
+	})
+	waitFor(t, "3 ready shards", func() bool {
+		ls, err := h.client.ListShards(ctx, &gatewayv1.ListShardsRequest{})
+		if err != nil || ls.GetShardCount() != 3 || len(ls.GetShards()) != 3 {
+			return false
+		}
+		for _, sh := range ls.GetShards() {
+			if sh.GetState() != gatewayv1.Shard_STATE_READY || sh.GetShardCount() != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := h.sim.GatewayStats().Identifies; got != e2eShards+3 {
+		t.Errorf("%d identifies, want %d (the old set's and the new set's)", got, e2eShards+3)
+	}
+}
+
+// TestReshardRPCRefusals covers a pod that cannot take a reshard: one with fixed shard ids,
+// and one not started yet.
+func TestReshardRPCRefusals(t *testing.T) {
+	t.Parallel()
+	fixed := serveLoopback(t, newTestServer(t, Config{ShardCount: 2, ShardIDs: []int{0}}))
+	if _, err := fixed.Reshard(t.Context(), &gatewayv1.ReshardRequest{ShardCount: 4}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--shard-ids") {
+		t.Errorf("Reshard on a pod with fixed shards = %v, want FAILED_PRECONDITION naming --shard-ids", err)
+	}
+	idle := serveLoopback(t, newTestServer(t, Config{}))
+	if _, err := idle.Reshard(t.Context(), &gatewayv1.ReshardRequest{ShardCount: 4}); status.Code(err) != codes.Unavailable {
+		t.Errorf("Reshard before Start = %v, want UNAVAILABLE", err)
+	}
+	if _, err := idle.GetReshardStatus(t.Context(), &gatewayv1.GetReshardStatusRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("GetReshardStatus before Start = %v, want UNAVAILABLE", err)
 	}
 }

@@ -80,6 +80,62 @@ func (Gap_Reason) EnumDescriptor() ([]byte, []int) {
 	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{9, 0}
 }
 
+// Phase is how far a reshard has gone.
+type ReshardPlan_Phase int32
+
+const (
+	ReshardPlan_PHASE_UNSPECIFIED ReshardPlan_Phase = 0
+	// The new shard set connects and loads its guilds in shadow; the old set is live.
+	ReshardPlan_PHASE_WARMING ReshardPlan_Phase = 1
+	// The new set is ready; the old set is being stopped and handed off.
+	ReshardPlan_PHASE_SWITCHING ReshardPlan_Phase = 2
+	// The new set is live.
+	ReshardPlan_PHASE_DONE ReshardPlan_Phase = 3
+)
+
+// Enum value maps for ReshardPlan_Phase.
+var (
+	ReshardPlan_Phase_name = map[int32]string{
+		0: "PHASE_UNSPECIFIED",
+		1: "PHASE_WARMING",
+		2: "PHASE_SWITCHING",
+		3: "PHASE_DONE",
+	}
+	ReshardPlan_Phase_value = map[string]int32{
+		"PHASE_UNSPECIFIED": 0,
+		"PHASE_WARMING":     1,
+		"PHASE_SWITCHING":   2,
+		"PHASE_DONE":        3,
+	}
+)
+
+func (x ReshardPlan_Phase) Enum() *ReshardPlan_Phase {
+	p := new(ReshardPlan_Phase)
+	*p = x
+	return p
+}
+
+func (x ReshardPlan_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReshardPlan_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_kubecord_gateway_v1_gateway_proto_enumTypes[1].Descriptor()
+}
+
+func (ReshardPlan_Phase) Type() protoreflect.EnumType {
+	return &file_kubecord_gateway_v1_gateway_proto_enumTypes[1]
+}
+
+func (x ReshardPlan_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReshardPlan_Phase.Descriptor instead.
+func (ReshardPlan_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24, 0}
+}
+
 // State is the lifecycle of a shard connection.
 type Shard_State int32
 
@@ -132,11 +188,11 @@ func (x Shard_State) String() string {
 }
 
 func (Shard_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubecord_gateway_v1_gateway_proto_enumTypes[1].Descriptor()
+	return file_kubecord_gateway_v1_gateway_proto_enumTypes[2].Descriptor()
 }
 
 func (Shard_State) Type() protoreflect.EnumType {
-	return &file_kubecord_gateway_v1_gateway_proto_enumTypes[1]
+	return &file_kubecord_gateway_v1_gateway_proto_enumTypes[2]
 }
 
 func (x Shard_State) Number() protoreflect.EnumNumber {
@@ -145,7 +201,7 @@ func (x Shard_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Shard_State.Descriptor instead.
 func (Shard_State) EnumDescriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24, 0}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{29, 0}
 }
 
 // ConsumeRequest is a client message of the Consume stream.
@@ -1652,6 +1708,258 @@ func (x *ListShardsResponse) GetShardCount() uint32 {
 	return 0
 }
 
+// GetReshardStatusRequest asks for the bot's shard count and reshard.
+type GetReshardStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReshardStatusRequest) Reset() {
+	*x = GetReshardStatusRequest{}
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReshardStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReshardStatusRequest) ProtoMessage() {}
+
+func (x *GetReshardStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReshardStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetReshardStatusRequest) Descriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{22}
+}
+
+// GetReshardStatusResponse is the bot's shard count and its latest reshard.
+type GetReshardStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shard count the pods run (the old count until a reshard is done).
+	ActiveShardCount uint32 `protobuf:"varint,1,opt,name=active_shard_count,json=activeShardCount,proto3" json:"active_shard_count,omitempty"`
+	// The latest reshard, absent when there was none; a finished one is kept for an hour.
+	Reshard       *ReshardPlan `protobuf:"bytes,2,opt,name=reshard,proto3" json:"reshard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReshardStatusResponse) Reset() {
+	*x = GetReshardStatusResponse{}
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReshardStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReshardStatusResponse) ProtoMessage() {}
+
+func (x *GetReshardStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReshardStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetReshardStatusResponse) Descriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetReshardStatusResponse) GetActiveShardCount() uint32 {
+	if x != nil {
+		return x.ActiveShardCount
+	}
+	return 0
+}
+
+func (x *GetReshardStatusResponse) GetReshard() *ReshardPlan {
+	if x != nil {
+		return x.Reshard
+	}
+	return nil
+}
+
+// ReshardPlan is a reshard from one shard count to another.
+type ReshardPlan struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	FromShardCount uint32                 `protobuf:"varint,1,opt,name=from_shard_count,json=fromShardCount,proto3" json:"from_shard_count,omitempty"`
+	ToShardCount   uint32                 `protobuf:"varint,2,opt,name=to_shard_count,json=toShardCount,proto3" json:"to_shard_count,omitempty"`
+	Phase          ReshardPlan_Phase      `protobuf:"varint,3,opt,name=phase,proto3,enum=kubecord.gateway.v1.ReshardPlan_Phase" json:"phase,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReshardPlan) Reset() {
+	*x = ReshardPlan{}
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshardPlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshardPlan) ProtoMessage() {}
+
+func (x *ReshardPlan) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshardPlan.ProtoReflect.Descriptor instead.
+func (*ReshardPlan) Descriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReshardPlan) GetFromShardCount() uint32 {
+	if x != nil {
+		return x.FromShardCount
+	}
+	return 0
+}
+
+func (x *ReshardPlan) GetToShardCount() uint32 {
+	if x != nil {
+		return x.ToShardCount
+	}
+	return 0
+}
+
+func (x *ReshardPlan) GetPhase() ReshardPlan_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return ReshardPlan_PHASE_UNSPECIFIED
+}
+
+// ReshardRequest asks for a reshard.
+type ReshardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shard count to move to, at least 1.
+	ShardCount    uint32 `protobuf:"varint,1,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshardRequest) Reset() {
+	*x = ReshardRequest{}
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshardRequest) ProtoMessage() {}
+
+func (x *ReshardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshardRequest.ProtoReflect.Descriptor instead.
+func (*ReshardRequest) Descriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReshardRequest) GetShardCount() uint32 {
+	if x != nil {
+		return x.ShardCount
+	}
+	return 0
+}
+
+// ReshardResponse is the reshard accepted.
+type ReshardResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	FromShardCount uint32                 `protobuf:"varint,1,opt,name=from_shard_count,json=fromShardCount,proto3" json:"from_shard_count,omitempty"`
+	ToShardCount   uint32                 `protobuf:"varint,2,opt,name=to_shard_count,json=toShardCount,proto3" json:"to_shard_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReshardResponse) Reset() {
+	*x = ReshardResponse{}
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshardResponse) ProtoMessage() {}
+
+func (x *ReshardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshardResponse.ProtoReflect.Descriptor instead.
+func (*ReshardResponse) Descriptor() ([]byte, []int) {
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ReshardResponse) GetFromShardCount() uint32 {
+	if x != nil {
+		return x.FromShardCount
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetToShardCount() uint32 {
+	if x != nil {
+		return x.ToShardCount
+	}
+	return 0
+}
+
 // GetShardRequest names a shard.
 type GetShardRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1662,7 +1970,7 @@ type GetShardRequest struct {
 
 func (x *GetShardRequest) Reset() {
 	*x = GetShardRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1982,7 @@ func (x *GetShardRequest) String() string {
 func (*GetShardRequest) ProtoMessage() {}
 
 func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[22]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1995,7 @@ func (x *GetShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardRequest.ProtoReflect.Descriptor instead.
 func (*GetShardRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{22}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetShardRequest) GetShardId() uint32 {
@@ -1707,7 +2015,7 @@ type GetShardResponse struct {
 
 func (x *GetShardResponse) Reset() {
 	*x = GetShardResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +2027,7 @@ func (x *GetShardResponse) String() string {
 func (*GetShardResponse) ProtoMessage() {}
 
 func (x *GetShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[23]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +2040,7 @@ func (x *GetShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardResponse.ProtoReflect.Descriptor instead.
 func (*GetShardResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{23}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetShardResponse) GetShard() *Shard {
@@ -1772,7 +2080,7 @@ type Shard struct {
 
 func (x *Shard) Reset() {
 	*x = Shard{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +2092,7 @@ func (x *Shard) String() string {
 func (*Shard) ProtoMessage() {}
 
 func (x *Shard) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[24]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +2105,7 @@ func (x *Shard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shard.ProtoReflect.Descriptor instead.
 func (*Shard) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{24}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Shard) GetShardId() uint32 {
@@ -1893,7 +2201,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2213,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[25]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2226,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{25}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{30}
 }
 
 // ListGroupsResponse lists the consumer groups of this pod.
@@ -1931,7 +2239,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2251,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[26]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2264,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{26}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -1991,7 +2299,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2311,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[27]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2324,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{27}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Group) GetName() string {
@@ -2113,7 +2421,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[28]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2433,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[28]
+	mi := &file_kubecord_gateway_v1_gateway_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2446,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{28}
+	return file_kubecord_gateway_v1_gateway_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GroupMember) GetMemberId() string {
@@ -2293,7 +2601,27 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\n" +
 	"gateway_id\x18\x02 \x01(\tR\tgatewayId\x12\x1f\n" +
 	"\vshard_count\x18\x03 \x01(\rR\n" +
-	"shardCount\",\n" +
+	"shardCount\"\x19\n" +
+	"\x17GetReshardStatusRequest\"\x84\x01\n" +
+	"\x18GetReshardStatusResponse\x12,\n" +
+	"\x12active_shard_count\x18\x01 \x01(\rR\x10activeShardCount\x12:\n" +
+	"\areshard\x18\x02 \x01(\v2 .kubecord.gateway.v1.ReshardPlanR\areshard\"\xf3\x01\n" +
+	"\vReshardPlan\x12(\n" +
+	"\x10from_shard_count\x18\x01 \x01(\rR\x0efromShardCount\x12$\n" +
+	"\x0eto_shard_count\x18\x02 \x01(\rR\ftoShardCount\x12<\n" +
+	"\x05phase\x18\x03 \x01(\x0e2&.kubecord.gateway.v1.ReshardPlan.PhaseR\x05phase\"V\n" +
+	"\x05Phase\x12\x15\n" +
+	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rPHASE_WARMING\x10\x01\x12\x13\n" +
+	"\x0fPHASE_SWITCHING\x10\x02\x12\x0e\n" +
+	"\n" +
+	"PHASE_DONE\x10\x03\"1\n" +
+	"\x0eReshardRequest\x12\x1f\n" +
+	"\vshard_count\x18\x01 \x01(\rR\n" +
+	"shardCount\"a\n" +
+	"\x0fReshardResponse\x12(\n" +
+	"\x10from_shard_count\x18\x01 \x01(\rR\x0efromShardCount\x12$\n" +
+	"\x0eto_shard_count\x18\x02 \x01(\rR\ftoShardCount\",\n" +
 	"\x0fGetShardRequest\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\rR\ashardId\"D\n" +
 	"\x10GetShardResponse\x120\n" +
@@ -2348,7 +2676,7 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\tin_flight\x18\x02 \x01(\rR\binFlight\x12\x16\n" +
 	"\x06credit\x18\x03 \x01(\rR\x06credit\x12=\n" +
 	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12\x12\n" +
-	"\x04peer\x18\x05 \x01(\tR\x04peer2\xca\x06\n" +
+	"\x04peer\x18\x05 \x01(\tR\x04peer2\x96\b\n" +
 	"\x0eGatewayService\x12X\n" +
 	"\aConsume\x12#.kubecord.gateway.v1.ConsumeRequest\x1a$.kubecord.gateway.v1.ConsumeResponse(\x010\x01\x12i\n" +
 	"\x0eUpdatePresence\x12*.kubecord.gateway.v1.UpdatePresenceRequest\x1a+.kubecord.gateway.v1.UpdatePresenceResponse\x12o\n" +
@@ -2359,7 +2687,9 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"ListShards\x12&.kubecord.gateway.v1.ListShardsRequest\x1a'.kubecord.gateway.v1.ListShardsResponse\"\x03\x90\x02\x01\x12\\\n" +
 	"\bGetShard\x12$.kubecord.gateway.v1.GetShardRequest\x1a%.kubecord.gateway.v1.GetShardResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\n" +
-	"ListGroups\x12&.kubecord.gateway.v1.ListGroupsRequest\x1a'.kubecord.gateway.v1.ListGroupsResponse\"\x03\x90\x02\x01B\xd5\x01\n" +
+	"ListGroups\x12&.kubecord.gateway.v1.ListGroupsRequest\x1a'.kubecord.gateway.v1.ListGroupsResponse\"\x03\x90\x02\x01\x12t\n" +
+	"\x10GetReshardStatus\x12,.kubecord.gateway.v1.GetReshardStatusRequest\x1a-.kubecord.gateway.v1.GetReshardStatusResponse\"\x03\x90\x02\x01\x12T\n" +
+	"\aReshard\x12#.kubecord.gateway.v1.ReshardRequest\x1a$.kubecord.gateway.v1.ReshardResponseB\xd5\x01\n" +
 	"\x17com.kubecord.gateway.v1B\fGatewayProtoP\x01Z>github.com/kubecord/kubecord/gen/kubecord/gateway/v1;gatewayv1\xa2\x02\x03KGX\xaa\x02\x13Kubecord.Gateway.V1\xca\x02\x13Kubecord\\Gateway\\V1\xe2\x02\x1fKubecord\\Gateway\\V1\\GPBMetadata\xea\x02\x15Kubecord::Gateway::V1b\x06proto3"
 
 var (
@@ -2374,98 +2704,110 @@ func file_kubecord_gateway_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_kubecord_gateway_v1_gateway_proto_rawDescData
 }
 
-var file_kubecord_gateway_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kubecord_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_kubecord_gateway_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_kubecord_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_kubecord_gateway_v1_gateway_proto_goTypes = []any{
 	(Gap_Reason)(0),                     // 0: kubecord.gateway.v1.Gap.Reason
-	(Shard_State)(0),                    // 1: kubecord.gateway.v1.Shard.State
-	(*ConsumeRequest)(nil),              // 2: kubecord.gateway.v1.ConsumeRequest
-	(*Subscribe)(nil),                   // 3: kubecord.gateway.v1.Subscribe
-	(*Ack)(nil),                         // 4: kubecord.gateway.v1.Ack
-	(*Nack)(nil),                        // 5: kubecord.gateway.v1.Nack
-	(*Credit)(nil),                      // 6: kubecord.gateway.v1.Credit
-	(*ConsumeResponse)(nil),             // 7: kubecord.gateway.v1.ConsumeResponse
-	(*Subscribed)(nil),                  // 8: kubecord.gateway.v1.Subscribed
-	(*Delivery)(nil),                    // 9: kubecord.gateway.v1.Delivery
-	(*DeliveryBatch)(nil),               // 10: kubecord.gateway.v1.DeliveryBatch
-	(*Gap)(nil),                         // 11: kubecord.gateway.v1.Gap
-	(*ShardRange)(nil),                  // 12: kubecord.gateway.v1.ShardRange
-	(*Heartbeat)(nil),                   // 13: kubecord.gateway.v1.Heartbeat
-	(*UpdatePresenceRequest)(nil),       // 14: kubecord.gateway.v1.UpdatePresenceRequest
-	(*UpdatePresenceResponse)(nil),      // 15: kubecord.gateway.v1.UpdatePresenceResponse
-	(*UpdateVoiceStateRequest)(nil),     // 16: kubecord.gateway.v1.UpdateVoiceStateRequest
-	(*UpdateVoiceStateResponse)(nil),    // 17: kubecord.gateway.v1.UpdateVoiceStateResponse
-	(*RequestGuildMembersRequest)(nil),  // 18: kubecord.gateway.v1.RequestGuildMembersRequest
-	(*RequestGuildMembersResponse)(nil), // 19: kubecord.gateway.v1.RequestGuildMembersResponse
-	(*SendCommandRequest)(nil),          // 20: kubecord.gateway.v1.SendCommandRequest
-	(*SendCommandResponse)(nil),         // 21: kubecord.gateway.v1.SendCommandResponse
-	(*ListShardsRequest)(nil),           // 22: kubecord.gateway.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),          // 23: kubecord.gateway.v1.ListShardsResponse
-	(*GetShardRequest)(nil),             // 24: kubecord.gateway.v1.GetShardRequest
-	(*GetShardResponse)(nil),            // 25: kubecord.gateway.v1.GetShardResponse
-	(*Shard)(nil),                       // 26: kubecord.gateway.v1.Shard
-	(*ListGroupsRequest)(nil),           // 27: kubecord.gateway.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),          // 28: kubecord.gateway.v1.ListGroupsResponse
-	(*Group)(nil),                       // 29: kubecord.gateway.v1.Group
-	(*GroupMember)(nil),                 // 30: kubecord.gateway.v1.GroupMember
-	(*durationpb.Duration)(nil),         // 31: google.protobuf.Duration
-	(*v1.Event)(nil),                    // 32: kubecord.discord.v1.Event
-	(*v1.EventId)(nil),                  // 33: kubecord.discord.v1.EventId
-	(*timestamppb.Timestamp)(nil),       // 34: google.protobuf.Timestamp
-	(*v1.Activity)(nil),                 // 35: kubecord.discord.v1.Activity
-	(*v1.GuildMembersChunk)(nil),        // 36: kubecord.discord.v1.GuildMembersChunk
+	(ReshardPlan_Phase)(0),              // 1: kubecord.gateway.v1.ReshardPlan.Phase
+	(Shard_State)(0),                    // 2: kubecord.gateway.v1.Shard.State
+	(*ConsumeRequest)(nil),              // 3: kubecord.gateway.v1.ConsumeRequest
+	(*Subscribe)(nil),                   // 4: kubecord.gateway.v1.Subscribe
+	(*Ack)(nil),                         // 5: kubecord.gateway.v1.Ack
+	(*Nack)(nil),                        // 6: kubecord.gateway.v1.Nack
+	(*Credit)(nil),                      // 7: kubecord.gateway.v1.Credit
+	(*ConsumeResponse)(nil),             // 8: kubecord.gateway.v1.ConsumeResponse
+	(*Subscribed)(nil),                  // 9: kubecord.gateway.v1.Subscribed
+	(*Delivery)(nil),                    // 10: kubecord.gateway.v1.Delivery
+	(*DeliveryBatch)(nil),               // 11: kubecord.gateway.v1.DeliveryBatch
+	(*Gap)(nil),                         // 12: kubecord.gateway.v1.Gap
+	(*ShardRange)(nil),                  // 13: kubecord.gateway.v1.ShardRange
+	(*Heartbeat)(nil),                   // 14: kubecord.gateway.v1.Heartbeat
+	(*UpdatePresenceRequest)(nil),       // 15: kubecord.gateway.v1.UpdatePresenceRequest
+	(*UpdatePresenceResponse)(nil),      // 16: kubecord.gateway.v1.UpdatePresenceResponse
+	(*UpdateVoiceStateRequest)(nil),     // 17: kubecord.gateway.v1.UpdateVoiceStateRequest
+	(*UpdateVoiceStateResponse)(nil),    // 18: kubecord.gateway.v1.UpdateVoiceStateResponse
+	(*RequestGuildMembersRequest)(nil),  // 19: kubecord.gateway.v1.RequestGuildMembersRequest
+	(*RequestGuildMembersResponse)(nil), // 20: kubecord.gateway.v1.RequestGuildMembersResponse
+	(*SendCommandRequest)(nil),          // 21: kubecord.gateway.v1.SendCommandRequest
+	(*SendCommandResponse)(nil),         // 22: kubecord.gateway.v1.SendCommandResponse
+	(*ListShardsRequest)(nil),           // 23: kubecord.gateway.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),          // 24: kubecord.gateway.v1.ListShardsResponse
+	(*GetReshardStatusRequest)(nil),     // 25: kubecord.gateway.v1.GetReshardStatusRequest
+	(*GetReshardStatusResponse)(nil),    // 26: kubecord.gateway.v1.GetReshardStatusResponse
+	(*ReshardPlan)(nil),                 // 27: kubecord.gateway.v1.ReshardPlan
+	(*ReshardRequest)(nil),              // 28: kubecord.gateway.v1.ReshardRequest
+	(*ReshardResponse)(nil),             // 29: kubecord.gateway.v1.ReshardResponse
+	(*GetShardRequest)(nil),             // 30: kubecord.gateway.v1.GetShardRequest
+	(*GetShardResponse)(nil),            // 31: kubecord.gateway.v1.GetShardResponse
+	(*Shard)(nil),                       // 32: kubecord.gateway.v1.Shard
+	(*ListGroupsRequest)(nil),           // 33: kubecord.gateway.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),          // 34: kubecord.gateway.v1.ListGroupsResponse
+	(*Group)(nil),                       // 35: kubecord.gateway.v1.Group
+	(*GroupMember)(nil),                 // 36: kubecord.gateway.v1.GroupMember
+	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
+	(*v1.Event)(nil),                    // 38: kubecord.discord.v1.Event
+	(*v1.EventId)(nil),                  // 39: kubecord.discord.v1.EventId
+	(*timestamppb.Timestamp)(nil),       // 40: google.protobuf.Timestamp
+	(*v1.Activity)(nil),                 // 41: kubecord.discord.v1.Activity
+	(*v1.GuildMembersChunk)(nil),        // 42: kubecord.discord.v1.GuildMembersChunk
 }
 var file_kubecord_gateway_v1_gateway_proto_depIdxs = []int32{
-	3,  // 0: kubecord.gateway.v1.ConsumeRequest.subscribe:type_name -> kubecord.gateway.v1.Subscribe
-	4,  // 1: kubecord.gateway.v1.ConsumeRequest.ack:type_name -> kubecord.gateway.v1.Ack
-	5,  // 2: kubecord.gateway.v1.ConsumeRequest.nack:type_name -> kubecord.gateway.v1.Nack
-	6,  // 3: kubecord.gateway.v1.ConsumeRequest.credit:type_name -> kubecord.gateway.v1.Credit
-	8,  // 4: kubecord.gateway.v1.ConsumeResponse.subscribed:type_name -> kubecord.gateway.v1.Subscribed
-	9,  // 5: kubecord.gateway.v1.ConsumeResponse.delivery:type_name -> kubecord.gateway.v1.Delivery
-	11, // 6: kubecord.gateway.v1.ConsumeResponse.gap:type_name -> kubecord.gateway.v1.Gap
-	13, // 7: kubecord.gateway.v1.ConsumeResponse.heartbeat:type_name -> kubecord.gateway.v1.Heartbeat
-	10, // 8: kubecord.gateway.v1.ConsumeResponse.delivery_batch:type_name -> kubecord.gateway.v1.DeliveryBatch
-	31, // 9: kubecord.gateway.v1.Subscribed.heartbeat_interval:type_name -> google.protobuf.Duration
-	32, // 10: kubecord.gateway.v1.Delivery.event:type_name -> kubecord.discord.v1.Event
-	33, // 11: kubecord.gateway.v1.Delivery.id:type_name -> kubecord.discord.v1.EventId
-	9,  // 12: kubecord.gateway.v1.DeliveryBatch.deliveries:type_name -> kubecord.gateway.v1.Delivery
-	12, // 13: kubecord.gateway.v1.Gap.ranges:type_name -> kubecord.gateway.v1.ShardRange
+	4,  // 0: kubecord.gateway.v1.ConsumeRequest.subscribe:type_name -> kubecord.gateway.v1.Subscribe
+	5,  // 1: kubecord.gateway.v1.ConsumeRequest.ack:type_name -> kubecord.gateway.v1.Ack
+	6,  // 2: kubecord.gateway.v1.ConsumeRequest.nack:type_name -> kubecord.gateway.v1.Nack
+	7,  // 3: kubecord.gateway.v1.ConsumeRequest.credit:type_name -> kubecord.gateway.v1.Credit
+	9,  // 4: kubecord.gateway.v1.ConsumeResponse.subscribed:type_name -> kubecord.gateway.v1.Subscribed
+	10, // 5: kubecord.gateway.v1.ConsumeResponse.delivery:type_name -> kubecord.gateway.v1.Delivery
+	12, // 6: kubecord.gateway.v1.ConsumeResponse.gap:type_name -> kubecord.gateway.v1.Gap
+	14, // 7: kubecord.gateway.v1.ConsumeResponse.heartbeat:type_name -> kubecord.gateway.v1.Heartbeat
+	11, // 8: kubecord.gateway.v1.ConsumeResponse.delivery_batch:type_name -> kubecord.gateway.v1.DeliveryBatch
+	37, // 9: kubecord.gateway.v1.Subscribed.heartbeat_interval:type_name -> google.protobuf.Duration
+	38, // 10: kubecord.gateway.v1.Delivery.event:type_name -> kubecord.discord.v1.Event
+	39, // 11: kubecord.gateway.v1.Delivery.id:type_name -> kubecord.discord.v1.EventId
+	10, // 12: kubecord.gateway.v1.DeliveryBatch.deliveries:type_name -> kubecord.gateway.v1.Delivery
+	13, // 13: kubecord.gateway.v1.Gap.ranges:type_name -> kubecord.gateway.v1.ShardRange
 	0,  // 14: kubecord.gateway.v1.Gap.reason:type_name -> kubecord.gateway.v1.Gap.Reason
-	33, // 15: kubecord.gateway.v1.ShardRange.from:type_name -> kubecord.discord.v1.EventId
-	33, // 16: kubecord.gateway.v1.ShardRange.to:type_name -> kubecord.discord.v1.EventId
-	34, // 17: kubecord.gateway.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	35, // 18: kubecord.gateway.v1.UpdatePresenceRequest.activities:type_name -> kubecord.discord.v1.Activity
-	36, // 19: kubecord.gateway.v1.RequestGuildMembersResponse.chunk:type_name -> kubecord.discord.v1.GuildMembersChunk
-	26, // 20: kubecord.gateway.v1.ListShardsResponse.shards:type_name -> kubecord.gateway.v1.Shard
-	26, // 21: kubecord.gateway.v1.GetShardResponse.shard:type_name -> kubecord.gateway.v1.Shard
-	1,  // 22: kubecord.gateway.v1.Shard.state:type_name -> kubecord.gateway.v1.Shard.State
-	31, // 23: kubecord.gateway.v1.Shard.latency:type_name -> google.protobuf.Duration
-	34, // 24: kubecord.gateway.v1.Shard.connected_at:type_name -> google.protobuf.Timestamp
-	29, // 25: kubecord.gateway.v1.ListGroupsResponse.groups:type_name -> kubecord.gateway.v1.Group
-	30, // 26: kubecord.gateway.v1.Group.members:type_name -> kubecord.gateway.v1.GroupMember
-	31, // 27: kubecord.gateway.v1.Group.oldest_age:type_name -> google.protobuf.Duration
-	34, // 28: kubecord.gateway.v1.GroupMember.connected_at:type_name -> google.protobuf.Timestamp
-	2,  // 29: kubecord.gateway.v1.GatewayService.Consume:input_type -> kubecord.gateway.v1.ConsumeRequest
-	14, // 30: kubecord.gateway.v1.GatewayService.UpdatePresence:input_type -> kubecord.gateway.v1.UpdatePresenceRequest
-	16, // 31: kubecord.gateway.v1.GatewayService.UpdateVoiceState:input_type -> kubecord.gateway.v1.UpdateVoiceStateRequest
-	18, // 32: kubecord.gateway.v1.GatewayService.RequestGuildMembers:input_type -> kubecord.gateway.v1.RequestGuildMembersRequest
-	20, // 33: kubecord.gateway.v1.GatewayService.SendCommand:input_type -> kubecord.gateway.v1.SendCommandRequest
-	22, // 34: kubecord.gateway.v1.GatewayService.ListShards:input_type -> kubecord.gateway.v1.ListShardsRequest
-	24, // 35: kubecord.gateway.v1.GatewayService.GetShard:input_type -> kubecord.gateway.v1.GetShardRequest
-	27, // 36: kubecord.gateway.v1.GatewayService.ListGroups:input_type -> kubecord.gateway.v1.ListGroupsRequest
-	7,  // 37: kubecord.gateway.v1.GatewayService.Consume:output_type -> kubecord.gateway.v1.ConsumeResponse
-	15, // 38: kubecord.gateway.v1.GatewayService.UpdatePresence:output_type -> kubecord.gateway.v1.UpdatePresenceResponse
-	17, // 39: kubecord.gateway.v1.GatewayService.UpdateVoiceState:output_type -> kubecord.gateway.v1.UpdateVoiceStateResponse
-	19, // 40: kubecord.gateway.v1.GatewayService.RequestGuildMembers:output_type -> kubecord.gateway.v1.RequestGuildMembersResponse
-	21, // 41: kubecord.gateway.v1.GatewayService.SendCommand:output_type -> kubecord.gateway.v1.SendCommandResponse
-	23, // 42: kubecord.gateway.v1.GatewayService.ListShards:output_type -> kubecord.gateway.v1.ListShardsResponse
-	25, // 43: kubecord.gateway.v1.GatewayService.GetShard:output_type -> kubecord.gateway.v1.GetShardResponse
-	28, // 44: kubecord.gateway.v1.GatewayService.ListGroups:output_type -> kubecord.gateway.v1.ListGroupsResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	39, // 15: kubecord.gateway.v1.ShardRange.from:type_name -> kubecord.discord.v1.EventId
+	39, // 16: kubecord.gateway.v1.ShardRange.to:type_name -> kubecord.discord.v1.EventId
+	40, // 17: kubecord.gateway.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	41, // 18: kubecord.gateway.v1.UpdatePresenceRequest.activities:type_name -> kubecord.discord.v1.Activity
+	42, // 19: kubecord.gateway.v1.RequestGuildMembersResponse.chunk:type_name -> kubecord.discord.v1.GuildMembersChunk
+	32, // 20: kubecord.gateway.v1.ListShardsResponse.shards:type_name -> kubecord.gateway.v1.Shard
+	27, // 21: kubecord.gateway.v1.GetReshardStatusResponse.reshard:type_name -> kubecord.gateway.v1.ReshardPlan
+	1,  // 22: kubecord.gateway.v1.ReshardPlan.phase:type_name -> kubecord.gateway.v1.ReshardPlan.Phase
+	32, // 23: kubecord.gateway.v1.GetShardResponse.shard:type_name -> kubecord.gateway.v1.Shard
+	2,  // 24: kubecord.gateway.v1.Shard.state:type_name -> kubecord.gateway.v1.Shard.State
+	37, // 25: kubecord.gateway.v1.Shard.latency:type_name -> google.protobuf.Duration
+	40, // 26: kubecord.gateway.v1.Shard.connected_at:type_name -> google.protobuf.Timestamp
+	35, // 27: kubecord.gateway.v1.ListGroupsResponse.groups:type_name -> kubecord.gateway.v1.Group
+	36, // 28: kubecord.gateway.v1.Group.members:type_name -> kubecord.gateway.v1.GroupMember
+	37, // 29: kubecord.gateway.v1.Group.oldest_age:type_name -> google.protobuf.Duration
+	40, // 30: kubecord.gateway.v1.GroupMember.connected_at:type_name -> google.protobuf.Timestamp
+	3,  // 31: kubecord.gateway.v1.GatewayService.Consume:input_type -> kubecord.gateway.v1.ConsumeRequest
+	15, // 32: kubecord.gateway.v1.GatewayService.UpdatePresence:input_type -> kubecord.gateway.v1.UpdatePresenceRequest
+	17, // 33: kubecord.gateway.v1.GatewayService.UpdateVoiceState:input_type -> kubecord.gateway.v1.UpdateVoiceStateRequest
+	19, // 34: kubecord.gateway.v1.GatewayService.RequestGuildMembers:input_type -> kubecord.gateway.v1.RequestGuildMembersRequest
+	21, // 35: kubecord.gateway.v1.GatewayService.SendCommand:input_type -> kubecord.gateway.v1.SendCommandRequest
+	23, // 36: kubecord.gateway.v1.GatewayService.ListShards:input_type -> kubecord.gateway.v1.ListShardsRequest
+	30, // 37: kubecord.gateway.v1.GatewayService.GetShard:input_type -> kubecord.gateway.v1.GetShardRequest
+	33, // 38: kubecord.gateway.v1.GatewayService.ListGroups:input_type -> kubecord.gateway.v1.ListGroupsRequest
+	25, // 39: kubecord.gateway.v1.GatewayService.GetReshardStatus:input_type -> kubecord.gateway.v1.GetReshardStatusRequest
+	28, // 40: kubecord.gateway.v1.GatewayService.Reshard:input_type -> kubecord.gateway.v1.ReshardRequest
+	8,  // 41: kubecord.gateway.v1.GatewayService.Consume:output_type -> kubecord.gateway.v1.ConsumeResponse
+	16, // 42: kubecord.gateway.v1.GatewayService.UpdatePresence:output_type -> kubecord.gateway.v1.UpdatePresenceResponse
+	18, // 43: kubecord.gateway.v1.GatewayService.UpdateVoiceState:output_type -> kubecord.gateway.v1.UpdateVoiceStateResponse
+	20, // 44: kubecord.gateway.v1.GatewayService.RequestGuildMembers:output_type -> kubecord.gateway.v1.RequestGuildMembersResponse
+	22, // 45: kubecord.gateway.v1.GatewayService.SendCommand:output_type -> kubecord.gateway.v1.SendCommandResponse
+	24, // 46: kubecord.gateway.v1.GatewayService.ListShards:output_type -> kubecord.gateway.v1.ListShardsResponse
+	31, // 47: kubecord.gateway.v1.GatewayService.GetShard:output_type -> kubecord.gateway.v1.GetShardResponse
+	34, // 48: kubecord.gateway.v1.GatewayService.ListGroups:output_type -> kubecord.gateway.v1.ListGroupsResponse
+	26, // 49: kubecord.gateway.v1.GatewayService.GetReshardStatus:output_type -> kubecord.gateway.v1.GetReshardStatusResponse
+	29, // 50: kubecord.gateway.v1.GatewayService.Reshard:output_type -> kubecord.gateway.v1.ReshardResponse
+	41, // [41:51] is the sub-list for method output_type
+	31, // [31:41] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_kubecord_gateway_v1_gateway_proto_init() }
@@ -2493,8 +2835,8 @@ func file_kubecord_gateway_v1_gateway_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubecord_gateway_v1_gateway_proto_rawDesc), len(file_kubecord_gateway_v1_gateway_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   29,
+			NumEnums:      3,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,8 @@ const (
 	GatewayService_ListShards_FullMethodName          = "/kubecord.gateway.v1.GatewayService/ListShards"
 	GatewayService_GetShard_FullMethodName            = "/kubecord.gateway.v1.GatewayService/GetShard"
 	GatewayService_ListGroups_FullMethodName          = "/kubecord.gateway.v1.GatewayService/ListGroups"
+	GatewayService_GetReshardStatus_FullMethodName    = "/kubecord.gateway.v1.GatewayService/GetReshardStatus"
+	GatewayService_Reshard_FullMethodName             = "/kubecord.gateway.v1.GatewayService/Reshard"
 )
 
 // GatewayServiceClient is the client API for GatewayService service.
@@ -110,6 +112,21 @@ type GatewayServiceClient interface {
 	//
 	// Called by operators and autoscalers (group lag drives worker scaling). Read-only snapshot.
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
+	// GetReshardStatus reports the shard count the bot's gateway pods run and the latest reshard.
+	//
+	// Called by operators (kubecord CLI, grpcurl) and deploy tooling. Any pod answers for all of
+	// them: with Redis the figures are the ones the pods share, without Redis this pod's own.
+	GetReshardStatus(ctx context.Context, in *GetReshardStatusRequest, opts ...grpc.CallOption) (*GetReshardStatusResponse, error)
+	// Reshard moves the bot to shard_count shards without downtime: every pod starts the new
+	// shard set alongside the old one, switches when all of it has loaded its guilds, and
+	// publishes the events of the overlap once. It returns when the reshard was accepted, not when
+	// it is done: GetReshardStatus follows it.
+	//
+	// Called by operators. Errors: INVALID_ARGUMENT for a shard_count of 0, FAILED_PRECONDITION
+	// when a reshard is under way, when the bot already runs shard_count shards, or when this pod
+	// runs a fixed list of shard ids (--shard-ids), UNAVAILABLE while the pod is starting or
+	// draining.
+	Reshard(ctx context.Context, in *ReshardRequest, opts ...grpc.CallOption) (*ReshardResponse, error)
 }
 
 type gatewayServiceClient struct {
@@ -212,6 +229,26 @@ func (c *gatewayServiceClient) ListGroups(ctx context.Context, in *ListGroupsReq
 	return out, nil
 }
 
+func (c *gatewayServiceClient) GetReshardStatus(ctx context.Context, in *GetReshardStatusRequest, opts ...grpc.CallOption) (*GetReshardStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReshardStatusResponse)
+	err := c.cc.Invoke(ctx, GatewayService_GetReshardStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayServiceClient) Reshard(ctx context.Context, in *ReshardRequest, opts ...grpc.CallOption) (*ReshardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReshardResponse)
+	err := c.cc.Invoke(ctx, GatewayService_Reshard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServiceServer is the server API for GatewayService service.
 // All implementations must embed UnimplementedGatewayServiceServer
 // for forward compatibility.
@@ -293,6 +330,21 @@ type GatewayServiceServer interface {
 	//
 	// Called by operators and autoscalers (group lag drives worker scaling). Read-only snapshot.
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
+	// GetReshardStatus reports the shard count the bot's gateway pods run and the latest reshard.
+	//
+	// Called by operators (kubecord CLI, grpcurl) and deploy tooling. Any pod answers for all of
+	// them: with Redis the figures are the ones the pods share, without Redis this pod's own.
+	GetReshardStatus(context.Context, *GetReshardStatusRequest) (*GetReshardStatusResponse, error)
+	// Reshard moves the bot to shard_count shards without downtime: every pod starts the new
+	// shard set alongside the old one, switches when all of it has loaded its guilds, and
+	// publishes the events of the overlap once. It returns when the reshard was accepted, not when
+	// it is done: GetReshardStatus follows it.
+	//
+	// Called by operators. Errors: INVALID_ARGUMENT for a shard_count of 0, FAILED_PRECONDITION
+	// when a reshard is under way, when the bot already runs shard_count shards, or when this pod
+	// runs a fixed list of shard ids (--shard-ids), UNAVAILABLE while the pod is starting or
+	// draining.
+	Reshard(context.Context, *ReshardRequest) (*ReshardResponse, error)
 	mustEmbedUnimplementedGatewayServiceServer()
 }
 
@@ -326,6 +378,12 @@ func (UnimplementedGatewayServiceServer) GetShard(context.Context, *GetShardRequ
 }
 func (UnimplementedGatewayServiceServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
+}
+func (UnimplementedGatewayServiceServer) GetReshardStatus(context.Context, *GetReshardStatusRequest) (*GetReshardStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReshardStatus not implemented")
+}
+func (UnimplementedGatewayServiceServer) Reshard(context.Context, *ReshardRequest) (*ReshardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reshard not implemented")
 }
 func (UnimplementedGatewayServiceServer) mustEmbedUnimplementedGatewayServiceServer() {}
 func (UnimplementedGatewayServiceServer) testEmbeddedByValue()                        {}
@@ -474,6 +532,42 @@ func _GatewayService_ListGroups_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GatewayService_GetReshardStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReshardStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).GetReshardStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_GetReshardStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).GetReshardStatus(ctx, req.(*GetReshardStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GatewayService_Reshard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReshardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).Reshard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_Reshard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).Reshard(ctx, req.(*ReshardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GatewayService_ServiceDesc is the grpc.ServiceDesc for GatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +598,14 @@ var GatewayService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListGroups",
 			Handler:    _GatewayService_ListGroups_Handler,
+		},
+		{
+			MethodName: "GetReshardStatus",
+			Handler:    _GatewayService_GetReshardStatus_Handler,
+		},
+		{
+			MethodName: "Reshard",
+			Handler:    _GatewayService_Reshard_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
