@@ -898,24 +898,28 @@ func TestReshardByCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, "active shard count: 3") || !strings.Contains(out, "reshard 2 -> 3: done") {
 		t.Errorf("kubecord reshard --status = %v, %q", err, out)
 	}
-	if out, err := c.kubecord("reshard", "--shard-count", "3"); err == nil || !strings.Contains(out, "--redis-url is required") {
-		t.Errorf("reshard without --redis-url = %v, %q; want an error naming the flag", err, out)
+	if out, err := c.kubecord("reshard", "--shard-count", "3"); err == nil || !strings.Contains(out, "--gateway") || !strings.Contains(out, "--redis-url") {
+		t.Errorf("reshard without --gateway or --redis-url = %v, %q; want an error naming both flags", err, out)
 	}
 }
 
-// TestReshardWithoutRedis reshards a pod that runs without Redis (as `kubecord all` does):
-// the same warm-up, switch and deduplication, coordinated in memory.
+// TestReshardWithoutRedis reshards a pod that runs without Redis (as `kubecord all` does),
+// asked over gRPC with `kubecord reshard --gateway`.
 func TestReshardWithoutRedis(t *testing.T) {
 	c := newCluster(t, clusterConfig{shards: 2})
 	c.noRedis = true
-	c.start("pod-a", "", "--reshard-check", "300ms")
+	p := c.start("pod-a", "")
 	c.waitSpread(30 * time.Second)
 	ids := c.identifies()
 	c.load(300)
 	poster := c.post()
 	time.Sleep(200 * time.Millisecond)
-	if err := c.sim.SetRecommendedShards(3); err != nil {
-		t.Fatal(err)
+	out, err := c.kubecord("reshard", "--gateway", p.addr, "--shard-count", "3")
+	if err != nil || !strings.Contains(out, "resharding from 2 to 3 shards") {
+		t.Fatalf("kubecord reshard --gateway = %v, %q", err, out)
+	}
+	if out, err := c.kubecord("reshard", "--gateway", p.addr, "--shard-count", "5"); err == nil || !strings.Contains(out, "under way") {
+		t.Errorf("a second reshard during the first = %v, %q; want a refusal saying one is under way", err, out)
 	}
 	c.shards = 3
 	took := c.waitSpread(60 * time.Second)
@@ -924,5 +928,9 @@ func TestReshardWithoutRedis(t *testing.T) {
 	c.checkMessages(poster.stop())
 	if got := c.identifies(); got != ids+3 {
 		t.Errorf("%d identifies since start-up, want 3", got-ids)
+	}
+	out, err = c.kubecord("reshard", "--gateway", p.addr, "--status")
+	if err != nil || !strings.Contains(out, "active shard count: 3") || !strings.Contains(out, "reshard 2 -> 3: done") {
+		t.Errorf("kubecord reshard --gateway --status = %v, %q", err, out)
 	}
 }
