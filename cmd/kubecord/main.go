@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/kubecord/kubecord/internal/redact"
+	"github.com/kubecord/kubecord/internal/runtime"
 )
 
 // command is one subcommand of the kubecord binary. Each lives in its own file
@@ -181,6 +182,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func main() {
+	// go-redis logs through one process-wide logger; point it at slog before
+	// any command builds a Redis client, once, here rather than in the
+	// services (their tests build many in parallel).
+	runtime.RouteRedisLogs(os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal, restore the default handling so that a

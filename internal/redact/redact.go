@@ -9,7 +9,9 @@
 //     bot token (base64 user id "." 6+ chars "." 27+ chars), the value after
 //     "Bot " or "Bearer ", and the value of an Authorization header in the
 //     forms it takes in logs ("Authorization: x", "authorization=x",
-//     `"Authorization":"x"`, map[Authorization:[x]]).
+//     `"Authorization":"x"`, map[Authorization:[x]]), and the password of a
+//     URL ("redis://:password@host", "rediss://user:password@host"), which
+//     a Redis or database URL passed as a plain flag would otherwise show.
 //
 // The package-level functions use one process-wide Redactor, so a secret
 // registered once (for example when a flag is parsed) is redacted in every
@@ -51,6 +53,12 @@ var (
 	// alone and redacting twice gives the same text.
 	authSchemePrefix = regexp.MustCompile(`^(?i)(bot|bearer)\s+`)
 	authScheme       = regexp.MustCompile(`\b(Bot|Bearer|bot|bearer|BOT|BEARER)\s+([^\s"'\\\[\],;}][^\s"'\\\],;}]*)`)
+	// The password of scheme://user:password@host, split as net/url splits
+	// it: the authority ends at "/", "?" or "#", the user name ends at the
+	// first ":", and the password runs to the last "@" ("p@ss" is one
+	// password). Spaces, double quotes and backslashes are not valid in
+	// either, so they end the match where a log handler quoted the URL.
+	urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#"\\]*:)[^\s/?#"\\]+@`)
 )
 
 // Redactor replaces registered secrets and secret-shaped text. The zero value
@@ -99,6 +107,9 @@ func (r *Redactor) String(s string) string {
 		s = rep.Replace(s)
 	}
 	s = replaceTokens(s)
+	if strings.Contains(s, "://") {
+		s = urlPassword.ReplaceAllString(s, "${1}"+Placeholder+"@")
+	}
 	// The regexps cost microseconds per line; most lines hold none of the
 	// words they need, which a substring check rules out much faster.
 	if !containsFold(s, "authorization") && !containsFold(s, "bot") && !containsFold(s, "bearer") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,16 @@ func TestStringShapes(t *testing.T) {
 		{"robot is not a scheme", "robot arms", "robot arms"},
 		{"short dotted text untouched", "v1.2.3 and a.b.c", "v1.2.3 and a.b.c"},
 		{"already redacted stays", "Authorization: [redacted] Bot [redacted]", "Authorization: [redacted] Bot [redacted]"},
+		{"redis URL password", "dial redis://:hunter2hunter2@10.0.0.7:6379/0 failed", "dial redis://:[redacted]@10.0.0.7:6379/0 failed"},
+		{"rediss URL user and password", "rediss://default:p4ss-w0rd@cache:6380", "rediss://default:[redacted]@cache:6380"},
+		{"password holding @", "redis://:p@ss@cache:6379", "redis://:[redacted]@cache:6379"},
+		{"URL quoted by a log handler", `redis_url="redis://:s3cr3t@cache:6379" next=1`, `redis_url="redis://:[redacted]@cache:6379" next=1`},
+		{"URL in JSON", `{"url":"redis://u:s3cr3t@cache/0"}`, `{"url":"redis://u:[redacted]@cache/0"}`},
+		{"user name holding @ and '", "redis://o'neil@corp:pw'1@cache", "redis://o'neil@corp:[redacted]@cache"},
+		{"URL user name alone stays", "redis://cache-user@cache:6379", "redis://cache-user@cache:6379"},
+		{"URL without credentials stays", "redis://cache:6379/0", "redis://cache:6379/0"},
+		{"@ in a URL path stays", "GET https://discord.com/api/v10/users/@me", "GET https://discord.com/api/v10/users/@me"},
+		{"port then @ in the path stays", "http://127.0.0.1:7010/users/@me", "http://127.0.0.1:7010/users/@me"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +178,7 @@ func FuzzString(f *testing.F) {
 	for _, s := range []string{
 		"", "plain", fakeToken, "Bot x", "Authorization: Bearer y", `{"authorization":"x"}`,
 		"map[Authorization:[Bot z]]", "fuzz-secret-value", "[redacted]", "authorization=[redacted",
+		"redis://:pw@host:6379/0", "rediss://u:p@ss@h?x=1", "s://u:Bot abc1@h", "http://h:80/@me",
 	} {
 		f.Add(s)
 	}
@@ -182,6 +194,13 @@ func FuzzString(f *testing.F) {
 		}
 		if again := r.String(out); again != out {
 			t.Errorf("not idempotent: %q -> %q -> %q", s, out, again)
+		}
+		// net/url is the oracle: whatever it reads as a URL password must
+		// not come out unchanged.
+		if u, err := url.Parse(s); err == nil && u.User != nil && out == s {
+			if p, _ := u.User.Password(); p != "" {
+				t.Errorf("URL password %q survives in %q", p, s)
+			}
 		}
 	})
 }

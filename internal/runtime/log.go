@@ -13,6 +13,8 @@ import (
 // error) in format (text or json). Everything it writes passes through
 // redact twice: attribute by attribute, then the formatted line, so a
 // registered secret or anything shaped like a bot token never reaches w.
+// Once RouteRedisLogs has run, go-redis's messages go to the latest logger
+// NewLogger returned.
 func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	lvl, err := parseLevel(level)
 	if err != nil {
@@ -29,7 +31,9 @@ func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: use text or json", format)
 	}
-	return slog.New(redact.NewHandler(h)), nil
+	l := slog.New(redact.NewHandler(h))
+	noteProcessLogger(l)
+	return l, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -28,6 +28,11 @@
 // they start in order and stop in reverse order, and the first error stops
 // them all.
 //
+// go-redis prints its own messages (failed dials, pool trouble) with the
+// standard log package unless told otherwise: main calls RouteRedisLogs once
+// so that they go through the logger NewLogger built, redacted, at Warn with
+// component=redis.
+//
 // # Security
 //
 // Listeners bind to loopback by default; another address is the operator's
