@@ -261,15 +261,28 @@ func (s *deliverySender) appendBatchFrame(b []byte, items []delivery.Item) []byt
 }
 
 func (s *deliverySender) sendGap(g *delivery.Gap) error {
+	rg := &gatewayv1.ShardRange{From: &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.FirstSeq}}
+	if g.LastSeq != 0 { // a session reset's range is open: nobody knows where it ends
+		rg.To = &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.LastSeq}
+	}
 	return s.stream.Send(&gatewayv1.ConsumeResponse{Kind: &gatewayv1.ConsumeResponse_Gap{Gap: &gatewayv1.Gap{
 		Group:  s.group,
 		Lost:   g.Count,
-		Reason: gatewayv1.Gap_REASON_BUFFER_OVERFLOW,
-		Ranges: []*gatewayv1.ShardRange{{
-			From: &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.FirstSeq},
-			To:   &discordv1.EventId{ShardId: uint32(g.Shard), Sequence: g.LastSeq},
-		}},
+		Reason: gapReason(g.Reason),
+		Ranges: []*gatewayv1.ShardRange{rg},
 	}}})
+}
+
+func gapReason(r string) gatewayv1.Gap_Reason {
+	switch r {
+	case delivery.GapReasonOverflow:
+		return gatewayv1.Gap_REASON_BUFFER_OVERFLOW
+	case delivery.GapReasonRetriesExhausted:
+		return gatewayv1.Gap_REASON_RETRIES_EXHAUSTED
+	case delivery.GapReasonSessionReset:
+		return gatewayv1.Gap_REASON_SESSION_RESET
+	}
+	return gatewayv1.Gap_REASON_UNSPECIFIED
 }
 
 // Field numbers of the messages assembled by hand; TestDeliveryFrame checks them against

@@ -372,6 +372,48 @@ func TestConsumeGapAndCredit(t *testing.T) {
 	}
 }
 
+// TestConsumeRetriesExhausted nacks one event for requeue until the gateway gives up on it:
+// the stream announces a RETRIES_EXHAUSTED gap naming it, ListGroups counts it, and the
+// next event of the same guild is delivered.
+func TestConsumeRetriesExhausted(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, Config{Delivery: delivery.Config{MaxAttempts: 3}})
+	client := serveLoopback(t, s)
+	c := subscribe(t, client, &gatewayv1.Subscribe{Group: "bot", MaxInFlight: 1}, false)
+	const guild = 900000000000000001
+	s.HandleDispatch(messageCreate(0, 1, guild))
+	s.HandleDispatch(messageCreate(0, 2, guild))
+	for attempt := 1; attempt <= 3; attempt++ {
+		waitFor(t, fmt.Sprintf("attempt %d", attempt), func() bool { return len(c.deliveries()) == attempt })
+		d := c.deliveries()[attempt-1]
+		if d.GetId().GetSequence() != 1 || d.GetAttempt() != uint32(attempt) {
+			t.Fatalf("delivery %d = %v, want seq 1 at attempt %d", attempt, d, attempt)
+		}
+		nack := &gatewayv1.Nack{DeliveryIds: []uint64{d.GetDeliveryId()}, Requeue: true, Reason: "handler failed"}
+		if err := c.stream.Send(&gatewayv1.ConsumeRequest{Kind: &gatewayv1.ConsumeRequest_Nack{Nack: nack}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "seq 2 after seq 1 was given up", func() bool { return len(c.deliveries()) == 4 })
+	if d := c.deliveries()[3]; d.GetId().GetSequence() != 2 || d.GetAttempt() != 1 {
+		t.Errorf("delivery after the poison event = %v, want seq 2", d)
+	}
+	c.mu.Lock()
+	gaps := slices.Clone(c.gaps)
+	c.mu.Unlock()
+	if len(gaps) != 1 || gaps[0].GetReason() != gatewayv1.Gap_REASON_RETRIES_EXHAUSTED || gaps[0].GetLost() != 1 ||
+		gaps[0].GetRanges()[0].GetFrom().GetSequence() != 1 || gaps[0].GetRanges()[0].GetTo().GetSequence() != 1 {
+		t.Errorf("gaps = %v, want one RETRIES_EXHAUSTED gap for seq 1", gaps)
+	}
+	resp, err := client.ListGroups(t.Context(), &gatewayv1.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := resp.GetGroups()[0]; g.GetRetriesExhausted() != 1 || g.GetLost() != 0 {
+		t.Errorf("group = %v, want retries_exhausted 1 and lost 0", g)
+	}
+}
+
 func TestDeliveryFrame(t *testing.T) {
 	t.Parallel()
 	ev := &discordv1.Event{ShardId: 3, Sequence: 42, Name: "MESSAGE_CREATE", Raw: []byte(`{}`),

@@ -25,6 +25,8 @@ type dispatchStats struct {
 	decodeErrors atomic.Uint64
 	routeErrors  atomic.Uint64
 	duplicates   atomic.Uint64
+	// sessionResets counts READYs of a new session where one was running: see Hub.ResetSession.
+	sessionResets atomic.Uint64
 }
 
 var tracer = otel.Tracer("github.com/kubecord/kubecord/services/gateway")
@@ -76,9 +78,17 @@ func (s *Server) HandleDispatch(d shard.Dispatch) {
 	if r := ev.GetReady(); r != nil && r.GetSessionId() != "" {
 		// A READY of a new session: sequences restart and the previous session's watermark
 		// is moot. A READY of the current session is a replay (a resume from sequence 0).
-		if cur, ok := s.sessionIDs.Load(d.ShardID); !ok || cur.(string) != r.GetSessionId() {
+		if cur, ok := s.sessionIDs.Load(d.ShardID); !ok {
 			s.hub.StartSession(d.ShardID)
 			s.sessionIDs.Store(d.ShardID, r.GetSessionId())
+		} else if cur.(string) != r.GetSessionId() {
+			// The shard had a session and could not resume it (invalidated, expired, or
+			// taken over too late): what Discord sent it in between is gone. Say so.
+			s.hub.ResetSession(d.ShardID)
+			s.sessionIDs.Store(d.ShardID, r.GetSessionId())
+			s.stats.sessionResets.Add(1)
+			s.log.Warn("session reset: the shard started a new session; events sent to the old one after it lost its connection are lost, and consumers are told with a gap",
+				"shard", d.ShardID, "old_session", cur.(string), "new_session", r.GetSessionId())
 		}
 	}
 	if id, ok := s.sessionIDs.Load(d.ShardID); ok {

@@ -41,6 +41,8 @@ type recorder struct {
 	mu     sync.Mutex
 	groups map[string]map[eventKey]*tally
 	gaps   map[string]uint64
+	// resets counts, per group, the session reset gaps announced (they lose no counted event).
+	resets map[string]int
 	guilds []uint64 // from GUILD_CREATE, in arrival order
 	chunks int      // GUILD_MEMBERS_CHUNK events delivered
 	// received counts, per shard and sequence, the dispatches the gateway's shards handed
@@ -49,7 +51,7 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{groups: map[string]map[eventKey]*tally{}, gaps: map[string]uint64{}, received: map[[2]uint64]int{}}
+	return &recorder{groups: map[string]map[eventKey]*tally{}, gaps: map[string]uint64{}, resets: map[string]int{}, received: map[[2]uint64]int{}}
 }
 
 func (r *recorder) add(group string, d *gatewayv1.Delivery) {
@@ -314,6 +316,9 @@ func (h *harness) worker(group, id string, mode workerMode) *worker {
 			case *gatewayv1.ConsumeResponse_Gap:
 				h.rec.mu.Lock()
 				h.rec.gaps[group] += k.Gap.GetLost()
+				if k.Gap.GetReason() == gatewayv1.Gap_REASON_SESSION_RESET {
+					h.rec.resets[group]++
+				}
 				h.rec.mu.Unlock()
 			}
 		}
@@ -509,6 +514,16 @@ func TestEndToEndFaults(t *testing.T) {
 			if tc.expect != nil {
 				tc.expect(t, h.sim.GatewayStats())
 			}
+			// Only a session that could not be resumed loses events at Discord, and then the
+			// groups are told.
+			wantReset := tc.name == "invalid session not resumable"
+			h.rec.mu.Lock()
+			for _, g := range []string{"bot", "state"} {
+				if got := h.rec.resets[g]; (got > 0) != wantReset {
+					t.Errorf("group %s got %d session reset gaps, want them: %v", g, got, wantReset)
+				}
+			}
+			h.rec.mu.Unlock()
 		})
 	}
 }

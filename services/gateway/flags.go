@@ -36,6 +36,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Delivery.MaxBufferedBytes, "group-buffer-bytes", delivery0(c.Delivery.MaxBufferedBytes, 256<<20), "per-group buffer bound in payload bytes")
 	fs.DurationVar(&c.Delivery.GroupTTL, "group-ttl", c.Delivery.GroupTTL, "how long a group without members keeps buffering (0 = 5m)")
 	fs.DurationVar(&c.Delivery.AckTimeout, "ack-timeout", c.Delivery.AckTimeout, "evict a member holding a delivery unacked this long (0 = 60s)")
+	fs.IntVar(&c.Delivery.MaxAttempts, "max-attempts", delivery0(c.Delivery.MaxAttempts, 10), "deliveries of one event to a group without an ack (nacked for requeue, or held by members that left) before it is dropped and announced as a gap")
 	fs.IntVar(&c.Delivery.MaxInFlight, "max-in-flight-cap", c.Delivery.MaxInFlight, "largest credit a member may grant (0 = 10000)")
 	fs.IntVar(&c.DefaultMaxInFlight, "default-max-in-flight", c.DefaultMaxInFlight, "credit of a Subscribe that asks for 0 (0 = 256)")
 	fs.DurationVar(&c.StreamHeartbeat, "stream-heartbeat", c.StreamHeartbeat, "heartbeat interval on idle Consume streams (0 = 15s)")

@@ -90,6 +90,8 @@ func (s *Server) ListGroups(context.Context, *gatewayv1.ListGroupsRequest) (*gat
 			Acked:            g.Acked,
 			Redelivered:      g.Redelivered,
 			Lost:             g.Lost,
+			RetriesExhausted: g.Exhausted,
+			Rejected:         g.Rejected,
 			MaxBuffered:      uint64(g.MaxBuffered),
 			MaxBufferedBytes: uint64(g.MaxBufferedBytes),
 		}
@@ -116,6 +118,7 @@ type collector struct {
 	received, decodeErrors, routeErrors, duplicates                                *prometheus.Desc
 	groupMembers, groupBuffered, groupBytes, groupInFlight, groupAge               *prometheus.Desc
 	groupDelivered, groupRedelivered, groupAcked, groupLost, groupRejected         *prometheus.Desc
+	groupExhausted, sessionResets                                                  *prometheus.Desc
 	shardCount, ownedShards, reshardTarget, reshardHeld                            *prometheus.Desc
 }
 
@@ -145,6 +148,8 @@ func newCollector(s *Server) *collector {
 		groupAcked:       d("group_acked_total", "Acked deliveries.", "group"),
 		groupLost:        d("group_lost_total", "Events dropped on buffer overflow or expiry (announced as gaps).", "group"),
 		groupRejected:    d("group_rejected_total", "Deliveries nacked without requeue.", "group"),
+		groupExhausted:   d("group_retries_exhausted_total", "Events dropped after --max-attempts deliveries without an ack (announced as gaps).", "group"),
+		sessionResets:    d("session_resets_total", "Sessions replaced by a new one (not resumable): events Discord sent meanwhile are lost, announced as gaps."),
 		shardCount:       d("shard_count", "The bot's active shard count."),
 		ownedShards:      d("owned_shards", "Shards this pod runs (its leased share)."),
 		reshardTarget:    d("reshard_target_shards", "Shard count of a reshard this pod is warming up; 0 when none."),
@@ -157,7 +162,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.shardState, c.shardLatency, c.shardSeq, c.shardWatermark, c.shardRate, c.shardReconnects,
 		c.received, c.decodeErrors, c.routeErrors, c.duplicates, c.groupMembers, c.groupBuffered, c.groupBytes, c.groupInFlight,
 		c.groupAge, c.groupDelivered, c.groupRedelivered, c.groupAcked, c.groupLost, c.groupRejected,
-		c.shardCount, c.ownedShards, c.reshardTarget, c.reshardHeld} {
+		c.groupExhausted, c.sessionResets, c.shardCount, c.ownedShards, c.reshardTarget, c.reshardHeld} {
 		ch <- d
 	}
 }
@@ -197,6 +202,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.decodeErrors, float64(s.stats.decodeErrors.Load()))
 	counter(c.routeErrors, float64(s.stats.routeErrors.Load()))
 	counter(c.duplicates, float64(s.stats.duplicates.Load()))
+	counter(c.sessionResets, float64(s.stats.sessionResets.Load()))
 	for _, g := range s.hub.Groups() {
 		gauge(c.groupMembers, float64(len(g.Members)), g.Name)
 		gauge(c.groupBuffered, float64(g.Buffered), g.Name)
@@ -208,5 +214,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.groupAcked, float64(g.Acked), g.Name)
 		counter(c.groupLost, float64(g.Lost), g.Name)
 		counter(c.groupRejected, float64(g.Rejected), g.Name)
+		counter(c.groupExhausted, float64(g.Exhausted), g.Name)
 	}
 }

@@ -31,7 +31,9 @@ const (
 	Gap_REASON_UNSPECIFIED Gap_Reason = 0
 	// The group's buffer reached its count or byte limit.
 	Gap_REASON_BUFFER_OVERFLOW Gap_Reason = 1
-	// A member nacked without requeue past the retry limit (poison events).
+	// An event came back unacked (nacked with requeue, or held by members that left) as many
+	// times as the gateway's --max-attempts (10) allows: a poison event, dropped so it does not
+	// hold its guild's later events forever.
 	Gap_REASON_RETRIES_EXHAUSTED Gap_Reason = 2
 	// The shard started a new session (resume failed) and events Discord did not replay are gone.
 	Gap_REASON_SESSION_RESET Gap_Reason = 3
@@ -482,6 +484,8 @@ type Nack struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryIds []uint64               `protobuf:"varint,1,rep,packed,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
 	// true: deliver again (to the same member, which keeps per-guild order), with attempt + 1.
+	// After the gateway's --max-attempts deliveries (10) the event is dropped instead and
+	// announced as a Gap with REASON_RETRIES_EXHAUSTED.
 	// false: drop them (counted as rejected, not as lost).
 	Requeue bool `protobuf:"varint,2,opt,name=requeue,proto3" json:"requeue,omitempty"`
 	// Why, for logs and metrics.
@@ -942,9 +946,12 @@ func (x *DeliveryBatch) GetDeliveries() []*Delivery {
 type Gap struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	// Events lost in this gap.
+	// Events lost in this gap; 0 for REASON_SESSION_RESET, where nobody knows how many.
 	Lost uint64 `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"`
-	// Per shard, the first and last lost event (inclusive).
+	// Per shard, the first and last lost event (inclusive). For REASON_SESSION_RESET, `from` is
+	// the first sequence the old session did not deliver and `to` is unset: the events after it
+	// went to a session that no longer exists, and the shard's sequences restart with the new
+	// session's READY (events carry the new session_id).
 	Ranges        []*ShardRange `protobuf:"bytes,3,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	Reason        Gap_Reason    `protobuf:"varint,4,opt,name=reason,proto3,enum=kubecord.gateway.v1.Gap_Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2288,13 +2295,17 @@ type Group struct {
 	Delivered   uint64 `protobuf:"varint,6,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	Acked       uint64 `protobuf:"varint,7,opt,name=acked,proto3" json:"acked,omitempty"`
 	Redelivered uint64 `protobuf:"varint,8,opt,name=redelivered,proto3" json:"redelivered,omitempty"`
-	// Events dropped on buffer overflow (announced as Gap).
+	// Events dropped on buffer overflow or expiry (announced as Gap).
 	Lost uint64 `protobuf:"varint,9,opt,name=lost,proto3" json:"lost,omitempty"`
 	// Buffer limits.
 	MaxBuffered      uint64 `protobuf:"varint,10,opt,name=max_buffered,json=maxBuffered,proto3" json:"max_buffered,omitempty"`
 	MaxBufferedBytes uint64 `protobuf:"varint,11,opt,name=max_buffered_bytes,json=maxBufferedBytes,proto3" json:"max_buffered_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Events dropped after --max-attempts deliveries without an ack (announced as Gap).
+	RetriesExhausted uint64 `protobuf:"varint,12,opt,name=retries_exhausted,json=retriesExhausted,proto3" json:"retries_exhausted,omitempty"`
+	// Deliveries nacked without requeue.
+	Rejected      uint64 `protobuf:"varint,13,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Group) Reset() {
@@ -2400,6 +2411,20 @@ func (x *Group) GetMaxBuffered() uint64 {
 func (x *Group) GetMaxBufferedBytes() uint64 {
 	if x != nil {
 		return x.MaxBufferedBytes
+	}
+	return 0
+}
+
+func (x *Group) GetRetriesExhausted() uint64 {
+	if x != nil {
+		return x.RetriesExhausted
+	}
+	return 0
+}
+
+func (x *Group) GetRejected() uint64 {
+	if x != nil {
+		return x.Rejected
 	}
 	return 0
 }
@@ -2656,7 +2681,7 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\rSTATE_STOPPED\x10\x06\"\x13\n" +
 	"\x11ListGroupsRequest\"H\n" +
 	"\x12ListGroupsResponse\x122\n" +
-	"\x06groups\x18\x01 \x03(\v2\x1a.kubecord.gateway.v1.GroupR\x06groups\"\x8f\x03\n" +
+	"\x06groups\x18\x01 \x03(\v2\x1a.kubecord.gateway.v1.GroupR\x06groups\"\xd8\x03\n" +
 	"\x05Group\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12:\n" +
 	"\amembers\x18\x02 \x03(\v2 .kubecord.gateway.v1.GroupMemberR\amembers\x12\x1a\n" +
@@ -2670,7 +2695,9 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x04lost\x18\t \x01(\x04R\x04lost\x12!\n" +
 	"\fmax_buffered\x18\n" +
 	" \x01(\x04R\vmaxBuffered\x12,\n" +
-	"\x12max_buffered_bytes\x18\v \x01(\x04R\x10maxBufferedBytes\"\xb2\x01\n" +
+	"\x12max_buffered_bytes\x18\v \x01(\x04R\x10maxBufferedBytes\x12+\n" +
+	"\x11retries_exhausted\x18\f \x01(\x04R\x10retriesExhausted\x12\x1a\n" +
+	"\brejected\x18\r \x01(\x04R\brejected\"\xb2\x01\n" +
 	"\vGroupMember\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1b\n" +
 	"\tin_flight\x18\x02 \x01(\rR\binFlight\x12\x16\n" +

@@ -112,7 +112,8 @@ type Delivery struct {
 	Redelivered bool
 }
 
-// Gap announces events a group lost because its buffer overflowed or it expired.
+// Gap announces events a group lost: its buffer overflowed or it expired, an event ran out
+// of attempts, or a shard's session was reset.
 type Gap struct {
 	Shard int
 	// FirstSeq and LastSeq bound the lost sequences; not every sequence between them was
@@ -120,7 +121,7 @@ type Gap struct {
 	FirstSeq, LastSeq uint64
 	// Count is how many events were lost.
 	Count uint64
-	// Reason says why, for logs and the stream ("buffer_overflow").
+	// Reason says why: one of the GapReason constants.
 	Reason string
 }
 
@@ -130,8 +131,20 @@ type Item struct {
 	Gap      *Gap
 }
 
-// GapReasonOverflow is the Gap.Reason for events dropped because the group's buffer was full.
-const GapReasonOverflow = "buffer_overflow"
+// Gap reasons.
+const (
+	// GapReasonOverflow is the Gap.Reason for events dropped because the group's buffer was
+	// full (or the group expired without members).
+	GapReasonOverflow = "buffer_overflow"
+	// GapReasonRetriesExhausted is the Gap.Reason for an event dropped after
+	// Config.MaxAttempts deliveries without an ack.
+	GapReasonRetriesExhausted = "retries_exhausted"
+	// GapReasonSessionReset is the Gap.Reason announced when a shard's session was replaced
+	// by a new one (Discord invalidated it, or it could not be resumed): the events Discord
+	// sent the old session after FirstSeq - 1 and never replayed are gone, and nobody knows
+	// how many (Count is 0, LastSeq is 0).
+	GapReasonSessionReset = "session_reset"
+)
 
 // Nack dispositions, see Member.Nack.
 const (
@@ -174,6 +187,12 @@ type Config struct {
 	AckTimeout time.Duration
 	// SweepInterval is how often Run checks TTLs and ack timeouts (default 1 s).
 	SweepInterval time.Duration
+	// MaxAttempts bounds the deliveries of one event to a group (default 10). An event that
+	// comes back unacked that many times (nacked for requeue, or in flight on members that
+	// left or were evicted) is dropped, counted as exhausted and announced as a Gap
+	// (GapReasonRetriesExhausted): a poison event that crashes every worker must not circle
+	// forever and hold back its key and the shard's watermark.
+	MaxAttempts int
 	// Logger receives the hub's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -186,6 +205,7 @@ const (
 	DefaultGroupTTL          = 5 * time.Minute
 	DefaultAckTimeout        = 60 * time.Second
 	DefaultSweepInterval     = time.Second
+	DefaultMaxAttempts       = 10
 )
 
 func (c Config) withDefaults() Config {
@@ -206,6 +226,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

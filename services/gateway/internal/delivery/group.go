@@ -48,7 +48,7 @@ type group struct {
 	emptySince time.Time
 	durable    bool // declared: never expires
 
-	delivered, redelivered, acked, lost, filtered, rejected uint64
+	delivered, redelivered, acked, lost, filtered, rejected, exhausted uint64
 }
 
 // groupFilter is what a group subscribes to: sorted, deduplicated; nil means all.
@@ -172,34 +172,74 @@ func (g *group) dropOldest() {
 	e.rec.release()
 }
 
-// recordLoss counts a lost event and announces it as a gap.
+// recordLoss counts an event dropped from the buffer and announces it as a gap.
 func (g *group) recordLoss(e *entry) {
 	g.lost++
 	if g.hub.dropHook != nil {
 		g.hub.dropHook(g.name, e.rec.ev.ID)
 	}
-	id := e.rec.ev.ID
+	g.announceLoss(e.rec.ev.ID, GapReasonOverflow)
+}
+
+// announceLoss folds one lost event into every live member's pending gaps (or the next
+// member's, when none is live).
+func (g *group) announceLoss(id EventID, reason string) {
 	if len(g.live) == 0 {
-		g.orphanGaps = mergeGap(g.orphanGaps, id)
+		g.orphanGaps = mergeGap(g.orphanGaps, id, reason)
 		return
 	}
 	for _, m := range g.live {
-		m.gaps = mergeGap(m.gaps, id)
+		m.gaps = mergeGap(m.gaps, id, reason)
 		m.signal()
 	}
 }
 
-// mergeGap folds one lost event into the pending announcements, one Gap per shard.
-func mergeGap(gaps []Gap, id EventID) []Gap {
+// announceGap adds gap as is to every live member's pending gaps (or the next member's).
+func (g *group) announceGap(gap Gap) {
+	if len(g.live) == 0 {
+		g.orphanGaps = append(g.orphanGaps, gap)
+		return
+	}
+	for _, m := range g.live {
+		m.gaps = append(m.gaps, gap)
+		m.signal()
+	}
+}
+
+// mergeGap folds one lost event into the pending announcements, one Gap per shard and reason.
+func mergeGap(gaps []Gap, id EventID, reason string) []Gap {
 	for i := range gaps {
-		if gaps[i].Shard == id.Shard {
+		if gaps[i].Shard == id.Shard && gaps[i].Reason == reason && gaps[i].Count > 0 {
 			gaps[i].FirstSeq = min(gaps[i].FirstSeq, id.Seq)
 			gaps[i].LastSeq = max(gaps[i].LastSeq, id.Seq)
 			gaps[i].Count++
 			return gaps
 		}
 	}
-	return append(gaps, Gap{Shard: id.Shard, FirstSeq: id.Seq, LastSeq: id.Seq, Count: 1, Reason: GapReasonOverflow})
+	return append(gaps, Gap{Shard: id.Shard, FirstSeq: id.Seq, LastSeq: id.Seq, Count: 1, Reason: reason})
+}
+
+// exhaust drops an in-flight entry (already out of its member's map) that ran out of
+// attempts: it is settled for the watermark, counted and announced as a gap.
+func (g *group) exhaust(e *entry, attempts uint32) {
+	e.member = nil
+	if ks := g.keys[e.key]; ks != nil {
+		ks.inflight--
+		if ks.inflight == 0 {
+			ks.owner = nil
+			g.schedule(ks)
+			g.maybeForget(ks)
+		}
+	}
+	g.exhausted++
+	if g.hub.dropHook != nil {
+		g.hub.dropHook(g.name, e.rec.ev.ID)
+	}
+	g.hub.cfg.Logger.Warn("dropping an event delivered too many times without an ack",
+		"group", g.name, "shard", e.rec.ev.ID.Shard, "seq", e.rec.ev.ID.Seq, "event", e.rec.ev.Name,
+		"attempts", attempts, "max_attempts", g.hub.cfg.MaxAttempts)
+	g.announceLoss(e.rec.ev.ID, GapReasonRetriesExhausted)
+	e.rec.release()
 }
 
 func (g *group) pushBack(e *entry) {
@@ -421,6 +461,14 @@ func (g *group) requeue(held []*entry) {
 	// does not depend on the order held came in (a member's in-flight map).
 	slices.SortFunc(held, func(a, b *entry) int { return cmpUint64(b.rec.ord, a.rec.ord) })
 	for _, e := range held {
+		attempts := e.attempt
+		if e.rec.replayed {
+			attempts++ // as Next counts it
+		}
+		if int(attempts) >= g.hub.cfg.MaxAttempts {
+			g.exhaust(e, attempts)
+			continue
+		}
 		e.member = nil
 		ks := g.keys[e.key]
 		i, _ := slices.BinarySearchFunc(ks.q, e.rec.ord, func(x *entry, ord uint64) int { return cmpUint64(x.rec.ord, ord) })
@@ -501,6 +549,7 @@ func (g *group) stats(now time.Time) GroupStats {
 		Events:           slices.Clone(g.filter.names),
 		Shards:           slices.Clone(g.filter.shards),
 		Rejected:         g.rejected,
+		Exhausted:        g.exhausted,
 		MaxBuffered:      g.hub.cfg.MaxBufferedEvents,
 		MaxBufferedBytes: g.hub.cfg.MaxBufferedBytes,
 		Buffered:         g.count,

@@ -114,6 +114,28 @@ func (h *Hub) StartSession(shard int) {
 	t.mu.Unlock()
 }
 
+// ResetSession starts a new session of shard, like StartSession, after the old one was
+// lost (invalidated, or not resumable): Discord will not replay what it sent the old
+// session after the last event received, so every group is told with a
+// GapReasonSessionReset gap starting after that sequence. Events of the old session already
+// published stay buffered and are delivered as usual.
+func (h *Hub) ResetSession(shard int) {
+	t := h.track(shard)
+	t.mu.Lock()
+	last := t.highest
+	t.mu.Unlock()
+	h.StartSession(shard)
+	gap := Gap{Shard: shard, FirstSeq: last + 1, Reason: GapReasonSessionReset}
+	h.mu.RLock()
+	list := slices.Clone(h.list)
+	h.mu.RUnlock()
+	for _, g := range list {
+		g.mu.Lock()
+		g.announceGap(gap)
+		g.mu.Unlock()
+	}
+}
+
 // RestoreSession primes a shard's tracking after a gateway restart that resumes a session:
 // seq is the sequence the session resumes from (everything at or below it was handled) and
 // receivedUpTo the highest sequence the previous instance had received; replayed events up
@@ -310,6 +332,7 @@ type GroupStats struct {
 	Lost             uint64
 	Filtered         uint64
 	Rejected         uint64 // nacked without requeue
+	Exhausted        uint64 // dropped after Config.MaxAttempts deliveries without an ack
 	MaxBuffered      int
 	MaxBufferedBytes int64
 	EmptySince       time.Time // zero while members are live
