@@ -243,9 +243,19 @@ func (c *consumers) consume(ctx context.Context, target string, client gatewayv1
 				c.deliver(d, s)
 			}
 		case *gatewayv1.ConsumeResponse_Gap:
-			c.b.metrics.lost.Add(float64(k.Gap.GetLost()))
-			c.b.log.Error("gateway lost events for this group (buffer overflow or reset)", "target", target,
-				"lost", k.Gap.GetLost(), "reason", k.Gap.GetReason().String())
+			gap := k.Gap
+			c.b.metrics.lost.Add(float64(gap.GetLost()))
+			c.b.metrics.gaps.WithLabelValues(gapReasonLabel(gap.GetReason())).Inc()
+			if gap.GetReason() == gatewayv1.Gap_REASON_SESSION_RESET {
+				c.b.log.Warn("a shard's Discord session was reset: events Discord sent meanwhile are gone", "target", target,
+					"ranges", gap.GetRanges())
+			} else {
+				c.b.log.Error("gateway lost events for this group", "target", target,
+					"lost", gap.GetLost(), "reason", gap.GetReason().String())
+			}
+			for _, h := range c.b.handlers.gapHandlers() {
+				h(sctx, gap)
+			}
 		case *gatewayv1.ConsumeResponse_Heartbeat, *gatewayv1.ConsumeResponse_Subscribed:
 		}
 	}
@@ -379,4 +389,9 @@ func (c *consumers) serveHTTP(addr string) (func(), error) {
 		_ = srv.Shutdown(ctx)
 		<-done
 	}, nil
+}
+
+// gapReasonLabel is the metric label of a gap reason: the enum name without its prefix.
+func gapReasonLabel(r gatewayv1.Gap_Reason) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "REASON_"))
 }

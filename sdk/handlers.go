@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
+	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 )
 
 // eventHandler handles one delivered event.
@@ -22,6 +23,7 @@ type registry struct {
 	mu     sync.RWMutex
 	byName map[string][]eventHandler
 	all    []eventHandler
+	gaps   []func(ctx context.Context, gap *gatewayv1.Gap)
 }
 
 func newRegistry() *registry { return &registry{byName: map[string][]eventHandler{}} }
@@ -70,6 +72,23 @@ func On[T Payload](b *Bot, h func(ctx context.Context, e T) error) {
 // "*" receives every event the worker subscribes to.
 func OnEvent(b *Bot, name string, h func(ctx context.Context, ev *discordv1.Event) error) {
 	b.handlers.add(name, h)
+}
+
+// OnGap registers a function the worker calls when a gateway tells the group that events
+// are gone: its buffer overflowed (Gap.lost events, with their ranges), an event ran out of
+// delivery attempts, or a shard's session was reset and Discord will not replay what it sent
+// meanwhile (REASON_SESSION_RESET). A bot that keeps its own state from events can resync
+// there. It runs on the stream's receive loop: keep it short, hand long work off.
+func OnGap(b *Bot, h func(ctx context.Context, gap *gatewayv1.Gap)) {
+	b.handlers.mu.Lock()
+	defer b.handlers.mu.Unlock()
+	b.handlers.gaps = append(b.handlers.gaps, h)
+}
+
+func (r *registry) gapHandlers() []func(context.Context, *gatewayv1.Gap) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.gaps
 }
 
 func (r *registry) add(name string, h eventHandler) {

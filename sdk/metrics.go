@@ -13,6 +13,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	batches    prometheus.Counter
 	lost       prometheus.Counter
+	gaps       *prometheus.CounterVec
 	slow       *prometheus.CounterVec
 }
 
@@ -43,6 +44,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "kubecord_sdk_gap_events_total",
 			Help: "Events the gateway announced as lost for this group (Gap messages).",
 		}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubecord_sdk_gaps_total",
+			Help: "Gap messages from gateways, by reason (buffer_overflow, retries_exhausted, session_reset).",
+		}, []string{"reason"}),
 		slow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubecord_sdk_slow_handlers_total",
 			Help: "Handlers slower than the slow-handler threshold, by event name.",
@@ -68,6 +73,9 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.lost, err = register(r, m.lost); err != nil {
+		return nil, err
+	}
+	if m.gaps, err = register(r, m.gaps); err != nil {
 		return nil, err
 	}
 	if m.slow, err = register(r, m.slow); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubecord/kubecord/discordsim"
 	discordv1 "github.com/kubecord/kubecord/gen/kubecord/discord/v1"
+	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 	"github.com/kubecord/kubecord/sdk"
 	"github.com/kubecord/kubecord/sdk/sdktest"
 )
@@ -353,5 +354,39 @@ func TestBacklogArrivesInBatches(t *testing.T) {
 	}
 	if b := counterSum(t, reg, "kubecord_sdk_delivery_batches_total"); b == 0 {
 		t.Error("no DeliveryBatch message arrived: the backlog came one delivery per message")
+	}
+}
+
+// TestOnGapSessionReset tells a worker, through OnGap and a metric, that a shard's session
+// was reset: Discord invalidated it without a resume, so what it sent meanwhile is gone.
+func TestOnGapSessionReset(t *testing.T) {
+	t.Parallel()
+	env := sdktest.Start(t, sdktest.Options{})
+	reg := prometheus.NewRegistry()
+	bot, err := sdk.New(append(env.BotOptions(), sdk.WithLogger(quiet), sdk.WithMetrics(reg))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk.OnEvent(bot, "*", func(context.Context, *discordv1.Event) error { return nil })
+	gaps := make(chan *gatewayv1.Gap, 10)
+	sdk.OnGap(bot, func(_ context.Context, g *gatewayv1.Gap) {
+		select {
+		case gaps <- g:
+		default:
+		}
+	})
+	env.Run(t, bot)
+	env.Sim.InvalidateSession(discordsim.ShardTarget(0), false)
+	select {
+	case g := <-gaps:
+		if g.GetReason() != gatewayv1.Gap_REASON_SESSION_RESET || len(g.GetRanges()) != 1 ||
+			g.GetRanges()[0].GetFrom().GetShardId() != 0 || g.GetRanges()[0].GetTo() != nil || g.GetLost() != 0 {
+			t.Errorf("gap = %v, want a session reset of shard 0 with an open range", g)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no gap after the session was invalidated")
+	}
+	if got := counterSum(t, reg, "kubecord_sdk_gaps_total"); got != 1 {
+		t.Errorf("kubecord_sdk_gaps_total = %v, want 1", got)
 	}
 }
