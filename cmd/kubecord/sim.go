@@ -2,15 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kubecord/kubecord/discordsim"
+	"github.com/kubecord/kubecord/internal/runtime"
 )
 
 func init() {
@@ -21,33 +23,71 @@ func init() {
 	})
 }
 
-// simEnv returns the KUBECORD_SIM_<name> environment variable or def.
-func simEnv(name, def string) string {
-	if v, ok := os.LookupEnv("KUBECORD_SIM_" + name); ok {
-		return v
-	}
-	return def
+// legacySimEnvPrefix started the environment variables of kubecord sim
+// before it read KUBECORD_<FLAG> like every other command. A flag that
+// neither the command line nor KUBECORD_<FLAG> sets is still read from
+// KUBECORD_SIM_<FLAG> (KUBECORD_SIM_GUILDS for --guilds), so existing compose
+// and env files keep working.
+const legacySimEnvPrefix = "KUBECORD_SIM_"
+
+// simFlags is what kubecord sim runs with.
+type simFlags struct {
+	guilds, members, hot, shards, maxConc, budget int
+	heartbeat, identWindow                        time.Duration
+	rate, skew                                    float64
+	mix                                           string
+	seed                                          uint64
+	addr, resumeAddr, tokens                      string
+	verbose                                       bool
 }
 
-func simEnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(simEnv(name, "")); err == nil {
-		return v
+// parseSimFlags reads args, then KUBECORD_<FLAG>, then KUBECORD_SIM_<FLAG>
+// (the first one set wins). A value that does not parse is an error naming
+// the variable it came from.
+func parseSimFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (simFlags, error) {
+	var f simFlags
+	fs.IntVar(&f.guilds, "guilds", 100, "number of guilds")
+	fs.IntVar(&f.members, "members", 0, "total memberships, Zipf-distributed over guilds (default 50 per guild)")
+	fs.IntVar(&f.hot, "hot-guilds", 0, "guilds that carry most traffic (default 1% of guilds)")
+	fs.IntVar(&f.shards, "shards", 0, "shard count recommended by /gateway/bot (default 1 per 1000 guilds)")
+	fs.IntVar(&f.maxConc, "max-concurrency", 1, "identify buckets per identify window")
+	fs.IntVar(&f.budget, "session-start-limit", 1000, "daily identify budget")
+	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 41250*time.Millisecond, "heartbeat_interval sent in Hello")
+	fs.DurationVar(&f.identWindow, "identify-window", 5*time.Second, "identify rate-limit window per bucket")
+	fs.Float64Var(&f.rate, "rate", 0, "generated events per second (0: no generated traffic)")
+	fs.StringVar(&f.mix, "mix", "", "event mix, e.g. messages=45,typing=20,reactions=12,presences=10,edits=4,deletes=2,members=3,voice=4")
+	fs.Float64Var(&f.skew, "skew", 1.3, "Zipf exponent of traffic over guilds (> 1)")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the world and the traffic")
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:7010", "listen address of REST, the gateway and /_sim")
+	fs.StringVar(&f.resumeAddr, "resume-addr", "127.0.0.1:7011", "listen address of resume_gateway_url")
+	runtime.SecretVar(fs, &f.tokens, "token", "comma-separated bot tokens to accept (default: one generated from the seed, printed at start)")
+	fs.BoolVar(&f.verbose, "v", false, "log every session and fault")
+	fs.Usage = func() {
+		_, _ = fmt.Fprintf(fs.Output(), "Usage of %s (every flag also from KUBECORD_<FLAG>, or the older KUBECORD_SIM_<FLAG>):\n", fs.Name())
+		fs.PrintDefaults()
 	}
-	return def
-}
-
-func simEnvFloat(name string, def float64) float64 {
-	if v, err := strconv.ParseFloat(simEnv(name, ""), 64); err == nil {
-		return v
+	// A command-line mistake (or --help) stops here, before any variable is
+	// read; ParseFlags parses the same args again, which sets the same values.
+	if err := fs.Parse(args); err != nil {
+		return f, err
 	}
-	return def
-}
-
-func simEnvDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(simEnv(name, "")); err == nil {
-		return v
-	}
-	return def
+	errs := []error{runtime.ParseFlags(fs, args, lookupEnv)}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true }) // from args or KUBECORD_<FLAG>
+	fs.VisitAll(func(fl *flag.Flag) {
+		if _, newName := lookupEnv(runtime.EnvName(fl.Name)); set[fl.Name] || newName {
+			return
+		}
+		name := legacySimEnvPrefix + strings.TrimPrefix(runtime.EnvName(fl.Name), runtime.EnvPrefix)
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		if err := fs.Set(fl.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s=%q: invalid value for --%s: %w", name, v, fl.Name, err))
+		}
+	})
+	return f, errors.Join(errs...)
 }
 
 // parseMix parses "messages=45,typing=20,...".
@@ -76,45 +116,37 @@ func parseMix(s string) (discordsim.EventMix, error) {
 }
 
 func runSim(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("kubecord sim", flag.ContinueOnError)
-	var (
-		guilds      = fs.Int("guilds", simEnvInt("GUILDS", 100), "number of guilds (env KUBECORD_SIM_GUILDS)")
-		members     = fs.Int("members", simEnvInt("MEMBERS", 0), "total memberships, Zipf-distributed over guilds (default 50 per guild; env KUBECORD_SIM_MEMBERS)")
-		hot         = fs.Int("hot-guilds", simEnvInt("HOT_GUILDS", 0), "guilds that carry most traffic (default 1% of guilds)")
-		shards      = fs.Int("shards", simEnvInt("SHARDS", 0), "shard count recommended by /gateway/bot (default 1 per 1000 guilds)")
-		maxConc     = fs.Int("max-concurrency", simEnvInt("MAX_CONCURRENCY", 1), "identify buckets per identify window")
-		budget      = fs.Int("session-start-limit", simEnvInt("SESSION_START_LIMIT", 1000), "daily identify budget")
-		heartbeat   = fs.Duration("heartbeat-interval", simEnvDuration("HEARTBEAT_INTERVAL", 41250*time.Millisecond), "heartbeat_interval sent in Hello")
-		identWindow = fs.Duration("identify-window", simEnvDuration("IDENTIFY_WINDOW", 5*time.Second), "identify rate-limit window per bucket")
-		rate        = fs.Float64("rate", simEnvFloat("RATE", 0), "generated events per second (0: no generated traffic; env KUBECORD_SIM_RATE)")
-		mix         = fs.String("mix", simEnv("MIX", ""), "event mix, e.g. messages=45,typing=20,reactions=12,presences=10,edits=4,deletes=2,members=3,voice=4")
-		skew        = fs.Float64("skew", 1.3, "Zipf exponent of traffic over guilds (> 1)")
-		seed        = fs.Uint64("seed", uint64(simEnvInt("SEED", 1)), "seed of the world and the traffic")
-		addr        = fs.String("addr", simEnv("ADDR", "127.0.0.1:7010"), "listen address of REST, the gateway and /_sim")
-		resumeAddr  = fs.String("resume-addr", simEnv("RESUME_ADDR", "127.0.0.1:7011"), "listen address of resume_gateway_url")
-		tokens      = fs.String("token", simEnv("TOKEN", ""), "comma-separated bot tokens to accept (default: one generated from the seed)")
-		verbose     = fs.Bool("v", false, "log every session and fault")
-	)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	m, err := parseMix(*mix)
+	return runSimEnv(ctx, args, os.LookupEnv)
+}
+
+// runSimEnv is runSim reading the environment through lookupEnv, so tests
+// set variables without touching the process environment.
+func runSimEnv(ctx context.Context, args []string, lookupEnv func(string) (string, bool)) error {
+	f, err := parseSimFlags(newFlagSet(ctx, "sim"), args, lookupEnv)
 	if err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	m, err := parseMix(f.mix)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	level := "info"
+	if f.verbose {
+		level = "debug"
+	}
+	stdout, stderr := outputs(ctx)
+	log, err := runtime.NewLogger(level, "text", stderr)
+	if err != nil {
+		return err
+	}
 	cfg := discordsim.Config{
-		Logger: log, Seed: *seed, Guilds: *guilds, Members: *members, HotGuilds: *hot, Shards: *shards,
-		MaxConcurrency: *maxConc, SessionStartTotal: *budget, HeartbeatInterval: *heartbeat,
-		IdentifyWindow: *identWindow, Addr: *addr, ResumeAddr: *resumeAddr,
-		Load: discordsim.LoadConfig{Rate: *rate, Mix: m, Skew: *skew},
+		Logger: log, Seed: f.seed, Guilds: f.guilds, Members: f.members, HotGuilds: f.hot, Shards: f.shards,
+		MaxConcurrency: f.maxConc, SessionStartTotal: f.budget, HeartbeatInterval: f.heartbeat,
+		IdentifyWindow: f.identWindow, Addr: f.addr, ResumeAddr: f.resumeAddr,
+		Load: discordsim.LoadConfig{Rate: f.rate, Mix: m, Skew: f.skew},
 	}
-	if *tokens != "" {
-		for i, tok := range strings.Split(*tokens, ",") {
+	if f.tokens != "" {
+		for i, tok := range strings.Split(f.tokens, ",") {
 			cfg.Bots = append(cfg.Bots, discordsim.Bot{Token: strings.TrimSpace(tok), Name: fmt.Sprintf("sim-bot-%d", i),
 				PrivilegedIntents: discordsim.IntentGuildMembers | discordsim.IntentGuildPresences | discordsim.IntentMessageContent})
 		}
@@ -129,21 +161,23 @@ func runSim(ctx context.Context, args []string) error {
 	}
 	defer sim.Close()
 	c := sim.Config()
-	fmt.Printf("discordsim ready in %v: %d guilds, %d members, %d recommended shards, max_concurrency %d\n",
+	var b strings.Builder
+	fmt.Fprintf(&b, "discordsim ready in %v: %d guilds, %d members, %d recommended shards, max_concurrency %d\n",
 		time.Since(start).Round(time.Millisecond), c.Guilds, c.Members, c.Shards, c.MaxConcurrency)
-	fmt.Printf("  REST base:   %s/api/v10\n", sim.URL())
-	fmt.Printf("  gateway:     %s/?v=10&encoding=json&compress=zlib-stream\n", sim.GatewayURL())
-	fmt.Printf("  resume URL:  %s\n", sim.ResumeGatewayURL())
-	fmt.Printf("  stats:       %s/_sim/stats\n", sim.URL())
-	fmt.Printf("  faults:      POST %s/_sim/faults/{disconnect,reconnect,invalidate,zombie,drop-ack,heartbeat}\n", sim.URL())
-	fmt.Printf("  load:        POST %s/_sim/load {\"rate\":1000}\n", sim.URL())
-	if *tokens == "" {
+	fmt.Fprintf(&b, "  REST base:   %s/api/v10\n", sim.URL())
+	fmt.Fprintf(&b, "  gateway:     %s/?v=10&encoding=json&compress=zlib-stream\n", sim.GatewayURL())
+	fmt.Fprintf(&b, "  resume URL:  %s\n", sim.ResumeGatewayURL())
+	fmt.Fprintf(&b, "  stats:       %s/_sim/stats\n", sim.URL())
+	fmt.Fprintf(&b, "  faults:      POST %s/_sim/faults/{disconnect,reconnect,invalidate,zombie,drop-ack,heartbeat}\n", sim.URL())
+	fmt.Fprintf(&b, "  load:        POST %s/_sim/load {\"rate\":1000}\n", sim.URL())
+	if f.tokens == "" {
 		// Printing the generated token is the point: it is how a local bot logs in.
-		fmt.Printf("  bot token:   %s\n", sim.Bots()[0].Token)
+		fmt.Fprintf(&b, "  bot token:   %s\n", sim.Bots()[0].Token)
 	}
-	if *rate > 0 {
-		fmt.Printf("  traffic:     %g events/s\n", *rate)
+	if f.rate > 0 {
+		fmt.Fprintf(&b, "  traffic:     %g events/s\n", f.rate)
 	}
+	_, _ = io.WriteString(stdout, b.String()) // a closed stdout leaves nobody to tell
 	<-ctx.Done()
 	return nil
 }
