@@ -40,7 +40,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "kubecord")
-	build := exec.Command("go", "build", "-o", bin, "github.com/kubecord/kubecord/cmd/kubecord")
+	args := []string{"build", "-o", bin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/kubecord/kubecord/cmd/kubecord")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building kubecord: %v\n%s", err, out)
 		_ = os.RemoveAll(dir)
@@ -173,6 +177,11 @@ func (c *cluster) start(name, addr string, extra ...string) *pod {
 	}()
 	t.Cleanup(func() {
 		c.stop(p, syscall.SIGKILL)
+		// The race detector reports as it finds one, so a pod killed afterwards still shows it.
+		if logs := p.logs.String(); strings.Contains(logs, "WARNING: DATA RACE") {
+			i := strings.Index(logs, "WARNING: DATA RACE")
+			t.Errorf("pod %s had a data race:\n%s", name, logs[i:min(len(logs), i+6000)])
+		}
 		if t.Failed() {
 			t.Logf("logs of pod %s:\n%s", name, tail(p.logs.String(), 60))
 		}

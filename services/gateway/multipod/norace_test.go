@@ -1,0 +1,5 @@
+//go:build !race
+
+package multipod_test
+
+const raceBuild = false
