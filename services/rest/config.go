@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubecord/kubecord/internal/redact"
+	"github.com/kubecord/kubecord/internal/runtime"
 	"github.com/kubecord/kubecord/services/rest/internal/ratelimit"
 )
 
@@ -290,7 +291,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&c.HTTPListen, "http-listen", c.HTTPListen, "HTTP passthrough address (/api/v{N}/...); empty disables")
-	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis holding ratelimit state shared by replicas (redis://host:port/db); empty = memory, one replica")
+	runtime.SecretVar(fs, &c.RedisURL, "redis-url", "Redis holding ratelimit state shared by replicas (redis://[:password@]host:port/db); empty = memory, one replica")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key")
 	fs.IntVar(&c.Limits.GlobalLimit, "global-limit", c.Limits.GlobalLimit, "requests per second per bot across all routes (Discord: 50)")
 	fs.Int64Var(&c.Limits.InvalidLimit, "invalid-limit", c.Limits.InvalidLimit, "refuse new requests after this many 401/403/429 responses in 10 minutes (Discord bans the IP at 10,000; negative disables)")
