@@ -35,7 +35,11 @@ var propagator = propagation.TraceContext{}
 
 // HandleDispatch implements shard.Handler. It runs on the shard's read loop: it decodes the
 // event once, encodes it once, and publishes it without waiting for any consumer.
-func (s *Server) HandleDispatch(d shard.Dispatch) {
+func (s *Server) HandleDispatch(d shard.Dispatch) { s.dispatch(d, false) }
+
+// dispatch publishes d; maybeDelivered flags its deliveries as redelivered (see
+// delivery.Event.MaybeDelivered).
+func (s *Server) dispatch(d shard.Dispatch, maybeDelivered bool) {
 	n := s.stats.received.Add(1)
 	if s.onDispatch != nil {
 		s.onDispatch(d)
@@ -103,11 +107,12 @@ func (s *Server) HandleDispatch(d shard.Dispatch) {
 		return
 	}
 	if !s.hub.Publish(&delivery.Event{
-		ID:         delivery.EventID{Shard: d.ShardID, Seq: d.Seq},
-		Name:       d.Name,
-		Key:        route.ID,
-		Payload:    payload,
-		ReceivedAt: d.ReceivedAt,
+		ID:             delivery.EventID{Shard: d.ShardID, Seq: d.Seq},
+		Name:           d.Name,
+		Key:            route.ID,
+		Payload:        payload,
+		ReceivedAt:     d.ReceivedAt,
+		MaybeDelivered: maybeDelivered,
 	}) {
 		s.stats.duplicates.Add(1)
 	}

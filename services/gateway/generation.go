@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/kubecord/kubecord/internal/discordjson"
 	"github.com/kubecord/kubecord/internal/runtime"
 	"github.com/kubecord/kubecord/services/gateway/internal/lease"
 	"github.com/kubecord/kubecord/services/gateway/internal/shard"
@@ -50,8 +53,9 @@ func (s *Server) startGeneration(count int, shadowed bool) (*generation, error) 
 	if err != nil {
 		return nil, fmt.Errorf("gateway: shard leases: %w", err)
 	}
-	store := s.sessions
+	store, shared := s.sessions, true
 	if s.client != nil && cfg.Sessions == nil {
+		shared = false
 		var fence func(int) (string, string)
 		if r, ok := leases.(*lease.Redis); ok {
 			fence = r.Fence
@@ -63,6 +67,11 @@ func (s *Server) startGeneration(count int, shadowed bool) (*generation, error) 
 	g := &generation{count: count, done: make(chan struct{})}
 	if shadowed {
 		g.shadow = newShadow(cfg.ShadowEvents)
+		if shared {
+			// One store for both sets (keyed by shard id only): the new set must not
+			// overwrite the live set's sessions before it replaces it.
+			store = liveOnlyStore{SessionStore: store, live: g.live}
+		}
 	}
 	watermark := func(id int) (uint64, bool) {
 		if !g.live() {
@@ -71,6 +80,9 @@ func (s *Server) startGeneration(count int, shadowed bool) (*generation, error) 
 		return s.hub.Watermark(id)
 	}
 	adapter := sessionAdapter{store: store, count: count, pod: cfg.GatewayID, watermark: watermark}
+	if g.shadow != nil {
+		adapter.shadowPoint = g.shadow.resumePoint
+	}
 	m, err := shard.NewManager(shard.Config{
 		Token:          cfg.Token,
 		GatewayURL:     s.gatewayURL,
@@ -259,10 +271,22 @@ func (s *Server) reshardStep(ctx context.Context) error {
 			s.genMu.Unlock()
 			next = g
 		}
+		var errs []error
 		for _, id := range next.shadow.newlyReady() {
-			if err := s.coord.MarkReady(ctx, id); err != nil {
-				return err
+			// Stored before it counts as ready: once every new shard does, the old set
+			// retires, and a pod taking this one over must resume from its frozen point.
+			if err := next.own.saveNow(ctx, id); err != nil {
+				next.shadow.unreport(id)
+				errs = append(errs, fmt.Errorf("storing the session of new shard %d: %w", id, err))
+				continue
 			}
+			if err := s.coord.MarkReady(ctx, id); err != nil {
+				next.shadow.unreport(id)
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 		switch plan.Phase {
 		case phaseWarming:
@@ -298,7 +322,7 @@ func (s *Server) reshardStep(ctx context.Context) error {
 		s.next = nil
 		s.genMu.Unlock()
 		s.seen.Store(nil)
-		live.own.setBeforeRelease(nil)
+		live.own.setBeforeSave(nil)
 		return next.stop(ctx)
 	}
 	return nil
@@ -311,18 +335,29 @@ func (s *Server) record(plan reshardPlan, live *generation) {
 	}
 	rec := &seenRecorder{from: plan.From, coord: s.coord}
 	s.seen.Store(rec)
-	live.own.setBeforeRelease(rec.flush)
+	live.own.setBeforeSave(rec.flush)
 }
 
 // promote makes next the live generation.
 func (s *Server) promote(ctx context.Context, old, next *generation) error {
 	old.retire(ctx)
+	// The old set's sessions are over: a shard of the new set with the same id starts its
+	// own (from goLive, or from its READY if it had none yet), and is no reset of theirs.
+	for id := range old.count {
+		s.sessionIDs.Delete(id)
+	}
+	unclean := s.uncleanShards(ctx, old)
+	if len(unclean) > 0 {
+		s.log.Warn("resharding: shards of the old set were not handed off cleanly (a pod died); held events of their guilds that no pod recorded as published are flagged as possibly redelivered",
+			"shards", slices.Sorted(maps.Keys(unclean)))
+	}
 	published, dedup, err := next.shadow.goLive(ctx, s.coord.Seen,
 		func(id int, sess string) {
 			s.hub.StartSession(id)
 			s.sessionIDs.Store(id, sess)
 		},
-		s.HandleDispatch)
+		func(d shard.Dispatch) bool { return unclean[oldShardOf(d, old.count)] },
+		s.dispatch)
 	if err != nil {
 		return fmt.Errorf("publishing the new shard set's held events: %w", err)
 	}
@@ -336,4 +371,28 @@ func (s *Server) promote(ctx context.Context, old, next *generation) error {
 	s.log.Info("resharding done: the new shard set is live", "shard_count", next.count,
 		"held_events_published", published, "held_events_already_published", dedup)
 	return old.stop(ctx)
+}
+
+// uncleanShards returns the shards of old whose stored session is not a clean hand-off (or
+// cannot be read): a pod died running them, and may have published events it had not yet
+// recorded for the deduplication.
+func (s *Server) uncleanShards(ctx context.Context, old *generation) map[int]bool {
+	unclean := map[int]bool{}
+	for id := range old.count {
+		st, ok, err := old.own.adapter.load(ctx, id)
+		if err != nil || !ok || !st.Clean {
+			unclean[id] = true
+		}
+	}
+	return unclean
+}
+
+// oldShardOf is the shard of a count-shard set that received d's counterpart: by guild,
+// and shard 0 for events without one (Discord sends direct messages to shard 0).
+func oldShardOf(d shard.Dispatch, count int) int {
+	route, err := discordjson.RoutingKey(d.Name, d.Data)
+	if err != nil || route.Kind != discordjson.RouteGuild || count <= 0 {
+		return 0
+	}
+	return int((route.ID >> 22) % uint64(count))
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -26,9 +27,10 @@ type ownership struct {
 	leases  lease.Manager
 	adapter sessionAdapter
 	shadow  *shadow // the shard set's shadow while it is not live, else nil
-	// beforeRelease, when set, runs before a handed-off shard's lease is released (a
-	// retiring shard set flushes the hashes of what it published).
-	beforeRelease func(ctx context.Context) error
+	// beforeSave, when set, runs before sessions are saved and leases released (a
+	// retiring shard set flushes the hashes of what it published), so that a stored
+	// session's resume point never passes events whose hashes are not in Redis.
+	beforeSave func(ctx context.Context) error
 
 	stop     chan struct{} // closed by drain: the loops end
 	loops    sync.WaitGroup
@@ -115,9 +117,6 @@ func (o *ownership) apply(ctx context.Context, set []int) error {
 // delivered are flagged as redelivered (all of the replay, up to RESUMED, when that owner
 // did not hand the shard off cleanly).
 func (o *ownership) restore(ctx context.Context, id int) {
-	if o.shadow != nil && !o.shadow.isLive() {
-		return // nothing of a shadow set reaches the hub before it goes live
-	}
 	st, ok, err := o.adapter.load(ctx, id)
 	if err != nil {
 		o.s.log.Warn("loading the stored session failed; the shard identifies", "shard", id, "err", err)
@@ -126,12 +125,29 @@ func (o *ownership) restore(ctx context.Context, id int) {
 	if !ok {
 		return
 	}
+	if o.shadow != nil && !o.shadow.isLive() {
+		// Nothing of a shadow set reaches the hub before it goes live; the shadow holds
+		// what Discord replays from the stored resume point.
+		o.shadow.adopt(id, st.ID, st.Seq)
+		o.s.log.Info("resuming a stored session of the new shard set", "shard", id, "from_pod", st.Pod, "seq", st.Seq)
+		return
+	}
 	upTo := st.Seq
 	if !st.Clean {
 		upTo = math.MaxUint64
 	}
 	o.s.hub.RestoreSession(id, st.Watermark, upTo)
 	o.s.sessionIDs.Store(id, st.ID)
+	if st.Clean {
+		// From now on this pod publishes the session's events: should it die before its
+		// next save, the session must not read as a clean hand-off (a reshard takes a clean
+		// one to mean every event it published was recorded).
+		taken := st
+		taken.Clean, taken.Pod, taken.SavedAt = false, o.adapter.pod, time.Now()
+		if err := o.adapter.store.SaveSession(ctx, id, taken); err != nil {
+			o.s.log.Warn("marking the resumed session as taken over failed", "shard", id, "err", err)
+		}
+	}
 	o.s.log.Info("resuming stored session", "shard", id, "from_pod", st.Pod, "watermark", st.Watermark,
 		"received_up_to", st.Seq, "clean_handoff", st.Clean, "age", time.Since(st.SavedAt).Round(time.Millisecond))
 }
@@ -158,8 +174,8 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 		return
 	}
 	var wm uint64
-	if o.shadow != nil && !o.shadow.isLive() {
-		o.shadow.forget(id)
+	shadowed := o.shadow != nil && !o.shadow.isLive()
+	if shadowed {
 		wm = sess.Seq // a shadow shard has nothing in the hub to wait for
 	} else if ok {
 		wait := time.NewTimer(o.s.cfg.HandoffTimeout)
@@ -179,20 +195,24 @@ func (o *ownership) handOff(ctx context.Context, id int) {
 		wait.Stop()
 		tick.Stop()
 	}
+	// The hand-off's writes get their own deadline: a cancelled shutdown context must not
+	// lose the session the next owner resumes.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	// Flushed before the clean save: a session saved clean never hides unflushed hashes.
+	flushed := o.runBeforeSave(rctx)
 	if ok {
-		// The hand-off's save gets its own deadline: a cancelled shutdown context must not
-		// lose the session the next owner resumes.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := o.adapter.store.SaveSession(sctx, id, o.adapter.stored(id, sess, true))
-		cancel()
-		if err != nil {
+		st := o.adapter.stored(id, sess, flushed)
+		if err := o.adapter.store.SaveSession(rctx, id, st); err != nil {
 			log.Error("saving the session for the hand-off failed; the next owner resumes from the last periodic save", "err", err)
 		}
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	o.runBeforeRelease(rctx)
+	if shadowed {
+		// After the save, which asks the shadow for the shard's resume point: the next
+		// owner has Discord replay what the shadow held of it.
+		o.shadow.forget(id)
+	}
 	err = o.leases.Release(rctx, id)
-	cancel()
 	if err != nil {
 		log.Warn("releasing the shard's lease failed", "err", err)
 	}
@@ -219,6 +239,9 @@ func (o *ownership) saveLoop(ctx context.Context) {
 		case <-o.stop:
 			return
 		case <-t.C:
+		}
+		if !o.runBeforeSave(ctx) {
+			continue // a save now could pass events whose hashes are not recorded
 		}
 		for _, id := range o.m.ShardIDs() {
 			sess, ok := o.m.Session(id)
@@ -256,23 +279,49 @@ func (o *ownership) saveLoop(ctx context.Context) {
 	}
 }
 
-// setBeforeRelease sets the hook run before leases are released.
-func (o *ownership) setBeforeRelease(f func(ctx context.Context) error) {
+// saveNow saves shard id's session at once. A shadow shard reported ready must have its
+// frozen resume point stored before the switch can begin: a pod that takes the shard over
+// after a crash resumes from it, and nothing else holds what the retiring set no longer
+// receives.
+func (o *ownership) saveNow(ctx context.Context, id int) error {
+	sess, ok := o.m.Session(id)
+	if !ok {
+		return fmt.Errorf("shard %d has no session on this pod", id)
+	}
+	st := o.adapter.stored(id, sess, false)
 	o.mu.Lock()
-	o.beforeRelease = f
+	defer o.mu.Unlock()
+	if o.handing[id] {
+		return fmt.Errorf("shard %d is being handed off", id)
+	}
+	if err := o.adapter.store.SaveSession(ctx, id, st); err != nil {
+		return err
+	}
+	o.lastSave[id] = st
+	return nil
+}
+
+// setBeforeSave sets the hook run before sessions are saved and leases released.
+func (o *ownership) setBeforeSave(f func(ctx context.Context) error) {
+	o.mu.Lock()
+	o.beforeSave = f
 	o.mu.Unlock()
 }
 
-func (o *ownership) runBeforeRelease(ctx context.Context) {
+// runBeforeSave runs the hook set by setBeforeSave and reports whether it succeeded (or
+// there is none).
+func (o *ownership) runBeforeSave(ctx context.Context) bool {
 	o.mu.Lock()
-	f := o.beforeRelease
+	f := o.beforeSave
 	o.mu.Unlock()
 	if f == nil {
-		return
+		return true
 	}
 	if err := f(ctx); err != nil {
-		o.s.log.Warn("before releasing shard leases", "err", err)
+		o.s.log.Warn("recording what the retiring shard set published failed", "err", err)
+		return false
 	}
+	return true
 }
 
 // drain ends the loops, hands every running shard on and stops the lease manager, which
@@ -291,7 +340,7 @@ func (o *ownership) drain(ctx context.Context) {
 		}
 		o.mu.Unlock()
 		o.handoffs.Wait()
-		o.runBeforeRelease(ctx)
+		o.runBeforeSave(ctx)
 		if err := o.leases.Stop(ctx); err != nil {
 			o.s.log.Warn("stopping the shard leases", "err", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -484,6 +485,15 @@ type shadow struct {
 	ready    map[int]bool            // shard -> every guild loaded
 	readyAt  map[int]time.Time       // shard -> when its READY arrived
 	reported map[int]bool            // ready shards told to the coordinator
+	// resume is, per shard, the last sequence held until the shard was reported ready
+	// (frozen[shard] from then on). A shadow shard's session is stored only once frozen,
+	// with that sequence: the switch cannot happen before every new shard is ready, so the
+	// live set publishes everything up to it, but after it the held events may be the only
+	// copy of what the retiring set no longer receives, and a pod taking the shard over
+	// after a crash must have Discord replay them. A shard that moves before it loaded its
+	// guilds has no stored session: its next owner identifies it and loads them itself.
+	resume map[int]uint64
+	frozen map[int]bool
 }
 
 func newShadow(maxEvents int) *shadow {
@@ -491,7 +501,8 @@ func newShadow(maxEvents int) *shadow {
 		maxEvents = DefaultShadowEvents
 	}
 	return &shadow{max: maxEvents, sessions: map[int]string{}, loading: map[int]map[uint64]bool{},
-		ready: map[int]bool{}, readyAt: map[int]time.Time{}, reported: map[int]bool{}, loadGrace: shadowLoadGrace}
+		ready: map[int]bool{}, readyAt: map[int]time.Time{}, reported: map[int]bool{}, loadGrace: shadowLoadGrace,
+		resume: map[int]uint64{}, frozen: map[int]bool{}}
 }
 
 // held returns the number of events held.
@@ -515,6 +526,13 @@ func (sh *shadow) hold(d shard.Dispatch) bool {
 	defer sh.mu.Unlock()
 	if sh.live {
 		return false
+	}
+	if d.Name == "READY" {
+		// A new session: its sequences restart, and it loads its guilds again.
+		sh.frozen[d.ShardID], sh.reported[d.ShardID] = false, false
+	}
+	if !sh.frozen[d.ShardID] {
+		sh.resume[d.ShardID] = d.Seq
 	}
 	switch d.Name {
 	case "READY":
@@ -572,13 +590,25 @@ func (sh *shadow) newlyReady() []int {
 		}
 		if ok && !sh.reported[id] {
 			sh.reported[id] = true
+			sh.frozen[id] = true // before the coordinator can hear of it: see resume
 			out = append(out, id)
 		}
 	}
 	return out
 }
 
-// forget drops what the shadow knows of a shard that left this pod.
+// unreport takes back a shard newlyReady returned, so a later call returns it again.
+func (sh *shadow) unreport(id int) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.ready[id]; ok {
+		sh.reported[id], sh.frozen[id] = false, false
+	}
+}
+
+// forget drops what the shadow knows and holds of a shard that left this pod. Its next
+// owner resumes the session from the shard's resume point, so Discord replays to it what
+// this pod held: publishing it here too would deliver it twice.
 func (sh *shadow) forget(id int) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -587,13 +617,45 @@ func (sh *shadow) forget(id int) {
 	delete(sh.ready, id)
 	delete(sh.readyAt, id)
 	delete(sh.reported, id)
+	delete(sh.resume, id)
+	delete(sh.frozen, id)
+	sh.events = slices.DeleteFunc(sh.events, func(d shard.Dispatch) bool { return d.ShardID == id })
+}
+
+// adopt takes over a shard whose stored session another pod saved: the shard had loaded
+// its guilds (nothing else is stored), it resumes from seq, which stays its resume point.
+func (sh *shadow) adopt(id int, sessionID string, seq uint64) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.sessions[id] = sessionID
+	sh.resume[id], sh.frozen[id] = seq, true
+	sh.ready[id], sh.readyAt[id], sh.reported[id] = true, time.Now(), false
+	delete(sh.loading, id)
+}
+
+// resumePoint says what to store of shard id's session: live true when the shadow is live
+// (store as any shard); else store false while the shard has not loaded its guilds (store
+// no session), and the frozen resume point once it has.
+func (sh *shadow) resumePoint(id int) (seq uint64, store, live bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.live {
+		return 0, true, true
+	}
+	if !sh.frozen[id] {
+		return 0, false, false
+	}
+	return sh.resume[id], true, false
 }
 
 // goLive publishes the held events the retiring set did not publish, in the order they
 // arrived, and lets later events through. start is called for every shard with a session
-// before its first event is published.
+// before its first event is published. maybeDelivered says whether a held event the
+// retiring set is not known to have published may have been published anyway (by a pod
+// that died before recording it); publish is told so.
 func (sh *shadow) goLive(ctx context.Context, seen func(context.Context, []eventHash) ([]bool, error),
-	start func(shardID int, sessionID string), publish func(shard.Dispatch)) (published, deduplicated int, err error) {
+	start func(shardID int, sessionID string), maybeDelivered func(shard.Dispatch) bool,
+	publish func(d shard.Dispatch, maybeDelivered bool)) (published, deduplicated int, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock() // new dispatches of this set wait for the switch (one Redis round trip)
 	if sh.live {
@@ -615,7 +677,7 @@ func (sh *shadow) goLive(ctx context.Context, seen func(context.Context, []event
 			deduplicated++
 			continue
 		}
-		publish(d)
+		publish(d, maybeDelivered(d))
 		published++
 	}
 	sh.events = nil

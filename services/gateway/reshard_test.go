@@ -65,12 +65,15 @@ func TestShadow(t *testing.T) {
 	started := map[int]string{}
 	var published []string
 	n, dedup, err := sh.goLive(t.Context(), seen, func(id int, s string) { started[id] = s },
-		func(d shard.Dispatch) { published = append(published, fmt.Sprintf("%d/%d", d.ShardID, d.Seq)) })
+		func(d shard.Dispatch) bool { return d.Seq == 4 }, // as if its old shard's pod had died
+		func(d shard.Dispatch, maybe bool) {
+			published = append(published, fmt.Sprintf("%d/%d %v", d.ShardID, d.Seq, maybe))
+		})
 	if err != nil || n != 3 || dedup != 1 {
 		t.Fatalf("goLive = %d published, %d deduplicated, %v; want 3, 1", n, dedup, err)
 	}
-	if want := []string{"1/2", "1/4", "1/5"}; !slices.Equal(published, want) {
-		t.Errorf("published %v, want %v (buffer order, the already published one left out)", published, want)
+	if want := []string{"1/2 false", "1/4 true", "1/5 false"}; !slices.Equal(published, want) {
+		t.Errorf("published %v, want %v (buffer order, the already published one left out, the unsure one flagged)", published, want)
 	}
 	if started[0] != "s0" || started[1] != "s1" {
 		t.Errorf("sessions started %v, want s0 and s1", started)
@@ -274,5 +277,93 @@ func TestReshardRPCRefusals(t *testing.T) {
 	}
 	if _, err := idle.GetReshardStatus(t.Context(), &gatewayv1.GetReshardStatusRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("GetReshardStatus before Start = %v, want UNAVAILABLE", err)
+	}
+}
+
+// TestShadowResumePoint follows what a shadow shard's stored session says: nothing while
+// the shard loads its guilds (a new owner would identify it and load them itself), the last
+// event held before it was reported ready from then on (its later held events may be the
+// only copy of what the retiring set no longer receives), nothing again after a new
+// session's READY, the stored point of a shard adopted from a dead pod, and, once live,
+// whatever the shard received.
+func TestShadowResumePoint(t *testing.T) {
+	t.Parallel()
+	sh := newShadow(100)
+	point := func(id int) string {
+		seq, store, live := sh.resumePoint(id)
+		return fmt.Sprintf("%d %v %v", seq, store, live)
+	}
+	if got := point(0); got != "0 false false" {
+		t.Fatalf("a shard the shadow never saw: %s, want nothing stored", got)
+	}
+	sh.hold(dispatch(0, 1, "READY", `{"session_id":"s0","guilds":[{"id":"10","unavailable":true}]}`))
+	sh.hold(dispatch(0, 2, "MESSAGE_CREATE", `{"id":"100","guild_id":"10"}`))
+	if got := point(0); got != "0 false false" {
+		t.Fatalf("while loading: %s, want nothing stored", got)
+	}
+	sh.hold(dispatch(0, 3, "GUILD_CREATE", `{"id":"10"}`))
+	if got := sh.newlyReady(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("ready = %v, want [0]", got)
+	}
+	sh.hold(dispatch(0, 4, "MESSAGE_CREATE", `{"id":"101","guild_id":"10"}`))
+	sh.hold(dispatch(0, 5, "MESSAGE_CREATE", `{"id":"102","guild_id":"10"}`))
+	if got := point(0); got != "3 true false" {
+		t.Errorf("after the shard was reported ready: %s, want 3 stored (frozen)", got)
+	}
+	// The session was invalidated: the new one has loaded nothing yet.
+	sh.hold(dispatch(0, 1, "READY", `{"session_id":"s0b","guilds":[{"id":"10","unavailable":true}]}`))
+	if got := point(0); got != "0 false false" {
+		t.Errorf("after a new READY: %s, want nothing stored", got)
+	}
+	sh.adopt(1, "s1", 40)
+	sh.hold(dispatch(1, 41, "MESSAGE_CREATE", `{"id":"103","guild_id":"11"}`))
+	if got := point(1); got != "40 true false" {
+		t.Errorf("an adopted shard: %s, want its stored 40", got)
+	}
+	if got := sh.newlyReady(); !slices.Equal(got, []int{1}) {
+		t.Errorf("ready after the adoption = %v, want [1] (only loaded shards are stored)", got)
+	}
+	sh.forget(1)
+	if got := point(1); got != "0 false false" {
+		t.Errorf("a forgotten shard: %s, want nothing stored", got)
+	}
+	sh.mu.Lock()
+	for _, d := range sh.events {
+		if d.ShardID == 1 {
+			t.Errorf("a forgotten shard's event is still held: %d/%d", d.ShardID, d.Seq)
+		}
+	}
+	sh.mu.Unlock()
+	started := map[int]string{}
+	if _, _, err := sh.goLive(t.Context(), func(_ context.Context, hs []eventHash) ([]bool, error) { return make([]bool, len(hs)), nil },
+		func(id int, s string) { started[id] = s }, func(shard.Dispatch) bool { return false }, func(shard.Dispatch, bool) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := point(0); got != "0 true true" {
+		t.Errorf("a live shadow: %s, want stored as any shard", got)
+	}
+	if len(started) != 1 || started[0] != "s0b" {
+		t.Errorf("sessions started at go-live = %v, want shard 0's s0b", started)
+	}
+}
+
+// TestOldShardOf maps an event of the new shard set to the shard of the old set that
+// received it: by guild, shard 0 for events without one.
+func TestOldShardOf(t *testing.T) {
+	t.Parallel()
+	guild := uint64(3) << 22 // shard 3 of 4, 1 of 2
+	for _, tc := range []struct {
+		d     shard.Dispatch
+		count int
+		want  int
+	}{
+		{dispatch(3, 1, "MESSAGE_CREATE", fmt.Sprintf(`{"id":"1","guild_id":"%d"}`, guild)), 2, 1},
+		{dispatch(3, 1, "MESSAGE_CREATE", fmt.Sprintf(`{"id":"1","guild_id":"%d"}`, guild)), 4, 3},
+		{dispatch(0, 1, "MESSAGE_CREATE", `{"id":"1","channel_id":"5"}`), 2, 0},
+		{dispatch(0, 1, "MESSAGE_CREATE", `{not json`), 2, 0},
+	} {
+		if got := oldShardOf(tc.d, tc.count); got != tc.want {
+			t.Errorf("oldShardOf(%s, %d) = %d, want %d", tc.d.Data, tc.count, got, tc.want)
+		}
 	}
 }

@@ -190,6 +190,8 @@ type sessionAdapter struct {
 	pod   string
 	// watermark is the shard's delivery watermark, ok false when unknown.
 	watermark func(shardID int) (uint64, bool)
+	// shadowPoint, set for a shard set started in shadow, is shadow.resumePoint.
+	shadowPoint func(shardID int) (seq uint64, store, live bool)
 }
 
 var _ shard.SessionStore = sessionAdapter{}
@@ -222,9 +224,39 @@ func (a sessionAdapter) stored(shardID int, s shard.Session, clean bool) StoredS
 	if s.ID == "" {
 		return StoredSession{}
 	}
+	if a.shadowPoint != nil {
+		seq, store, live := a.shadowPoint(shardID)
+		if !store {
+			return StoredSession{} // nothing to resume yet: forget any older session
+		}
+		if !live {
+			s.Seq = min(s.Seq, seq)
+		}
+	}
 	wm := s.Seq
 	if hw, ok := a.watermark(shardID); ok {
 		wm = min(wm, hw)
 	}
 	return StoredSession{ID: s.ID, ResumeURL: s.ResumeURL, ShardCount: a.count, Seq: s.Seq, Watermark: wm, Clean: clean, Pod: a.pod, SavedAt: time.Now()}
+}
+
+// liveOnlyStore is a store shared with the live shard set, as seen by a shard set in
+// shadow: nothing is stored or loaded until the set is live.
+type liveOnlyStore struct {
+	SessionStore
+	live func() bool
+}
+
+func (l liveOnlyStore) LoadSession(ctx context.Context, shardID int) (StoredSession, bool, error) {
+	if !l.live() {
+		return StoredSession{}, false, nil
+	}
+	return l.SessionStore.LoadSession(ctx, shardID)
+}
+
+func (l liveOnlyStore) SaveSession(ctx context.Context, shardID int, s StoredSession) error {
+	if !l.live() {
+		return nil
+	}
+	return l.SessionStore.SaveSession(ctx, shardID, s)
 }

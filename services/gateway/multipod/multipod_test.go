@@ -240,7 +240,7 @@ func (c *cluster) ready() map[string][]uint32 {
 	c.mu.Unlock()
 	out := map[string][]uint32{}
 	for _, p := range pods {
-		out[p.name] = shardsOf(p.addr)
+		out[p.name] = shardsOf(p.addr, c.shards)
 	}
 	return out
 }
@@ -261,11 +261,11 @@ func listShards(addr string) *gatewayv1.ListShardsResponse {
 	return res
 }
 
-// shardsOf returns the shards a pod reports ready.
-func shardsOf(addr string) []uint32 {
+// shardsOf returns the shards of a count-shard set a pod reports ready.
+func shardsOf(addr string, count int) []uint32 {
 	var ids []uint32
 	for _, s := range listShards(addr).GetShards() {
-		if s.GetState() == gatewayv1.Shard_STATE_READY {
+		if s.GetState() == gatewayv1.Shard_STATE_READY && s.GetShardCount() == uint32(count) {
 			ids = append(ids, s.GetShardId())
 		}
 	}
@@ -941,5 +941,75 @@ func TestReshardWithoutRedis(t *testing.T) {
 	out, err = c.kubecord("reshard", "--gateway", p.addr, "--status")
 	if err != nil || !strings.Contains(out, "active shard count: 3") || !strings.Contains(out, "reshard 2 -> 3: done") {
 		t.Errorf("kubecord reshard --gateway --status = %v, %q", err, out)
+	}
+}
+
+// TestReshardPodKilled kills one of two pods (kill -9) in the middle of a reshard: the other
+// pod takes over both shard sets, the reshard finishes, and no posted message is lost or
+// reaches the worker twice without the redelivered flag. It reshards from 4 shards down to
+// 2, so whichever new shard the killed pod ran has the id of a shard of the old set.
+func TestReshardPodKilled(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration // from the reshard request to the kill
+		// logLine, when set, is the line of pod-b's log that triggers the kill.
+		logLine string
+	}{
+		{name: "while warming", after: 300 * time.Millisecond},
+		{name: "while switching"}, // as soon as the plan says switching
+		// Its old shards handed off, pod-b's shadow holds the only copy of what they no
+		// longer receive: the pod taking its new shards over must have it replayed.
+		{name: "after handing off its old shards", logLine: "shard handed off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, clusterConfig{shards: 4})
+			c.start("pod-a", "")
+			b := c.start("pod-b", "")
+			c.waitSpread(30 * time.Second)
+			c.load(300)
+			poster := c.post()
+			time.Sleep(300 * time.Millisecond)
+			redisURL := "redis://" + c.redis.Addr
+			seen := strings.Count(b.logs.String(), tc.logLine)
+			if out, err := c.kubecord("reshard", "--redis-url", redisURL, "--shard-count", "2"); err != nil {
+				t.Fatalf("kubecord reshard = %v, %q", err, out)
+			}
+			switch {
+			case tc.after > 0:
+				time.Sleep(tc.after)
+			case tc.logLine != "":
+				deadline := time.Now().Add(30 * time.Second)
+				for strings.Count(b.logs.String(), tc.logLine) == seen {
+					if time.Now().After(deadline) {
+						t.Fatalf("pod-b never logged %q", tc.logLine)
+					}
+					time.Sleep(time.Millisecond) // polling with a deadline
+				}
+			default:
+				conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				client := gatewayv1.NewGatewayServiceClient(conn)
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					st, err := client.GetReshardStatus(t.Context(), &gatewayv1.GetReshardStatusRequest{})
+					if err == nil && st.GetReshard().GetPhase() == gatewayv1.ReshardPlan_PHASE_SWITCHING {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the reshard never reached the switching phase (last status %v, %v)", st, err)
+					}
+					time.Sleep(2 * time.Millisecond) // polling with a deadline
+				}
+				_ = conn.Close()
+			}
+			c.stop(b, syscall.SIGKILL)
+			c.shards = 2
+			took := c.waitSpread(60 * time.Second)
+			t.Logf("pod-b killed %s: the 2 new shards were live on pod-a %s later", tc.name, took.Round(time.Millisecond))
+			time.Sleep(300 * time.Millisecond)
+			c.checkMessages(poster.stop())
+		})
 	}
 }

@@ -88,6 +88,10 @@ type Event struct {
 	// Ext is the publisher's own data about the event (the hub ignores it), e.g. other
 	// encodings of it prepared lazily for some consumers.
 	Ext any
+	// MaybeDelivered says a consumer may have received the event already through another
+	// gateway (a shard set taking over from one that died): its deliveries are flagged as
+	// redelivered, like a replay after a restart.
+	MaybeDelivered bool
 }
 
 // routingKey is the key the hub hashes. Keyless events get a per-shard key whose high bits

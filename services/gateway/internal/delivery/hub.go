@@ -198,7 +198,7 @@ func (h *Hub) Publish(ev *Event) bool {
 	}
 	t.highest = ev.ID.Seq
 	rec.epoch = t.epoch
-	rec.replayed = ev.ID.Seq <= t.replayedUpTo
+	rec.replayed = ev.ID.Seq <= t.replayedUpTo || ev.MaybeDelivered
 	rec.ord = h.ord.Add(1)
 	rec.refs.Store(int32(n))
 	if n > 0 {
