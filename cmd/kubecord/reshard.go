@@ -85,6 +85,7 @@ func reshardOverGRPC(ctx context.Context, stdout io.Writer, addr string, shards 
 		From:   int(st.GetReshard().GetFromShardCount()),
 		To:     int(st.GetReshard().GetToShardCount()),
 		Phase:  gateway.ReshardPhaseName(st.GetReshard().GetPhase()),
+		Reason: st.GetReshard().GetReason(),
 	})
 	return nil
 }
@@ -121,5 +122,8 @@ func printReshardStatus(stdout io.Writer, st gateway.ReshardStatus) {
 		_, _ = fmt.Fprintln(stdout, "no reshard in the last hour")
 	} else {
 		_, _ = fmt.Fprintf(stdout, "reshard %d -> %d: %s\n", st.From, st.To, st.Phase)
+	}
+	if st.Reason != "" {
+		_, _ = fmt.Fprintf(stdout, "reason: %s\n", st.Reason)
 	}
 }

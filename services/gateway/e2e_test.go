@@ -100,13 +100,17 @@ type harness struct {
 
 const e2eShards = 2
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t *testing.T, cfg Config, simOpts ...func(*discordsim.Config)) *harness {
 	t.Helper()
-	sim, err := discordsim.New(discordsim.Config{
+	simCfg := discordsim.Config{
 		Guilds: 24, Shards: e2eShards, HeartbeatInterval: 2 * time.Second,
 		IdentifyWindow: 20 * time.Millisecond, SendLimit: 120, SendWindow: time.Second,
 		MemberRequestInterval: 10 * time.Millisecond,
-	})
+	}
+	for _, o := range simOpts {
+		o(&simCfg)
+	}
+	sim, err := discordsim.New(simCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -400,7 +400,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if plan, ok, err := s.coord.Plan(ctx); err == nil && ok && plan.Phase != phaseDone && plan.From == active {
+	if plan, ok, err := s.coord.Plan(ctx); err == nil && ok && !planFinished(plan.Phase) && plan.From == active {
 		// A reshard is under way: record what this pod publishes from its first event.
 		s.record(plan, g)
 	}

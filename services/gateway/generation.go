@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubecord/kubecord/internal/discordjson"
@@ -24,7 +25,22 @@ type generation struct {
 	own    *ownership
 	shadow *shadow // nil for a generation that started live
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the manager's Run returned
+	done   chan struct{}         // closed when the manager's Run returned
+	runErr atomic.Pointer[error] // Run's error, for a shard set in shadow
+}
+
+// failure describes why the set cannot go live: a shard stopped for good (a fatal close
+// code), or the manager ended; "" when none did.
+func (g *generation) failure() string {
+	if err := g.runErr.Load(); err != nil {
+		return (*err).Error()
+	}
+	for _, st := range g.m.Status() {
+		if st.State == shard.StateFailed {
+			return fmt.Sprintf("shard %d of %d: %s", st.ID, g.count, st.LastError)
+		}
+	}
+	return ""
 }
 
 // live reports whether the generation's events reach the hub.
@@ -112,6 +128,12 @@ func (s *Server) startGeneration(count int, shadowed bool) (*generation, error) 
 		defer close(g.done)
 		err := m.Run(ctx)
 		if err != nil && ctx.Err() == nil {
+			if !g.live() {
+				// A shard set in shadow that failed cancels its reshard (reshardStep); the
+				// live set keeps the pod serving.
+				g.runErr.Store(&err)
+				return
+			}
 			runtime.Fail(s.lifeCtx, fmt.Errorf("gateway shards: %w", err))
 		}
 		if err != nil {
@@ -247,7 +269,7 @@ func (s *Server) reshardStep(ctx context.Context) error {
 		return s.promote(ctx, live, next)
 	}
 	// A plan from the count this pod runs is under way.
-	if havePlan && plan.Phase != phaseDone && plan.From == live.count {
+	if havePlan && !planFinished(plan.Phase) && plan.From == live.count {
 		s.record(plan, live)
 		if err := s.seen.Load().flush(ctx); err != nil {
 			return err
@@ -290,6 +312,15 @@ func (s *Server) reshardStep(ctx context.Context) error {
 		}
 		switch plan.Phase {
 		case phaseWarming:
+			if reason := next.failure(); reason != "" {
+				if ok, err := s.coord.Cancel(ctx, plan, reason); err != nil {
+					return err
+				} else if ok {
+					s.log.Error("resharding: a shard of the new set failed for good; cancelling the reshard",
+						"from", plan.From, "to", plan.To, "reason", reason)
+				}
+				return nil
+			}
 			n, err := s.coord.ReadyCount(ctx)
 			if err != nil {
 				return err
@@ -315,9 +346,15 @@ func (s *Server) reshardStep(ctx context.Context) error {
 		}
 		return nil
 	}
-	// A new set without a plan that makes it active (Redis lost the plan): give it up.
-	if next != nil && (!havePlan || plan.To != next.count) {
-		s.log.Warn("resharding: the plan is gone; stopping the new shard set", "shard_count", next.count)
+	// A new set without a plan that makes it active (cancelled, or Redis lost the plan):
+	// give it up.
+	if next != nil && (!havePlan || plan.To != next.count || plan.Phase == phaseCancelled) {
+		if plan.Phase == phaseCancelled {
+			s.log.Error("resharding cancelled; stopping the new shard set and keeping the old one",
+				"from", plan.From, "to", plan.To, "reason", plan.Reason)
+		} else {
+			s.log.Warn("resharding: the plan is gone; stopping the new shard set", "shard_count", next.count)
+		}
 		s.genMu.Lock()
 		s.next = nil
 		s.genMu.Unlock()

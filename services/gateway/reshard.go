@@ -42,7 +42,13 @@ const (
 	phaseWarming   = "warming"
 	phaseSwitching = "switching"
 	phaseDone      = "done"
+	// phaseCancelled: a shard of the new set failed for good (e.g. Discord closed it with
+	// 4011, too many guilds per shard); every pod stops the new set and the old one stays.
+	phaseCancelled = "cancelled"
 )
+
+// planFinished reports whether a plan in phase is over (done or cancelled).
+func planFinished(phase string) bool { return phase == phaseDone || phase == phaseCancelled }
 
 // maxShardCount bounds a requested reshard: a typo of a few digits must not have every pod
 // claim millions of leases. Discord's largest bots run tens of thousands of shards.
@@ -53,6 +59,8 @@ type reshardPlan struct {
 	From  int    `json:"from"`
 	To    int    `json:"to"`
 	Phase string `json:"phase"`
+	// Reason says why a cancelled plan was cancelled.
+	Reason string `json:"reason,omitempty"`
 }
 
 // eventHash identifies an event across sessions: the same event sent to two shard sets has
@@ -92,6 +100,8 @@ type coordinator interface {
 	ReadyCount(ctx context.Context) (int, error)
 	// Advance moves p from phase p.Phase to next (CAS); done also makes p.To active.
 	Advance(ctx context.Context, p reshardPlan, next string) (bool, error)
+	// Cancel moves p to phaseCancelled with reason (CAS); the active count stays.
+	Cancel(ctx context.Context, p reshardPlan, reason string) (bool, error)
 	// OldReleased reports whether no lease of the from-shard set is held any more.
 	OldReleased(ctx context.Context, from int) (bool, error)
 	// AddSeen records hashes of events the retiring set published.
@@ -142,7 +152,7 @@ func (m *memoryCoordinator) Plan(context.Context) (reshardPlan, bool, error) {
 func (m *memoryCoordinator) Propose(_ context.Context, from, to int) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.active != from || (m.plan != nil && m.plan.Phase != phaseDone) {
+	if m.active != from || (m.plan != nil && !planFinished(m.plan.Phase)) {
 		return false, nil
 	}
 	m.plan = &reshardPlan{From: from, To: to, Phase: phaseWarming}
@@ -180,6 +190,16 @@ func (m *memoryCoordinator) Advance(_ context.Context, p reshardPlan, next strin
 	if next == phaseDone {
 		m.active = p.To
 	}
+	return true, nil
+}
+
+func (m *memoryCoordinator) Cancel(_ context.Context, p reshardPlan, reason string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.plan == nil || *m.plan != p {
+		return false, nil
+	}
+	m.plan.Phase, m.plan.Reason = phaseCancelled, reason
 	return true, nil
 }
 
@@ -264,7 +284,10 @@ func (r *redisCoordinator) Plan(ctx context.Context) (reshardPlan, bool, error) 
 var proposeScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local cur = redis.call('GET', KEYS[2])
-if cur and cjson.decode(cur).phase ~= 'done' then return 0 end
+if cur then
+  local phase = cjson.decode(cur).phase
+  if phase ~= 'done' and phase ~= 'cancelled' then return 0 end
+end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 return 1
@@ -337,7 +360,8 @@ func (r *redisCoordinator) ReadyCount(ctx context.Context) (int, error) {
 }
 
 // advanceScript: KEYS plan, active, ready, seen. ARGV current plan JSON, next plan JSON,
-// new active count ("" to keep), TTL ms of a finished plan.
+// new active count ("" to keep), TTL ms of a finished plan, "1" when the next plan is
+// finished (its keys then expire).
 var advanceScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
@@ -346,6 +370,8 @@ if p.from ~= want.from or p.to ~= want.to or p.phase ~= want.phase then return 0
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[2], ARGV[3])
+end
+if ARGV[5] == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
@@ -354,24 +380,39 @@ return 1
 `)
 
 func (r *redisCoordinator) Advance(ctx context.Context, p reshardPlan, next string) (bool, error) {
-	cur, err := json.Marshal(p)
-	if err != nil {
-		return false, err
-	}
 	np := p
 	np.Phase = next
-	nextJSON, err := json.Marshal(np)
-	if err != nil {
-		return false, err
-	}
 	active := ""
 	if next == phaseDone {
 		active = strconv.Itoa(p.To)
 	}
-	n, err := advanceScript.Run(ctx, r.client, []string{r.planKey, r.activeKey, r.readyKey, r.seenKey},
-		cur, nextJSON, active, r.planTTL.Milliseconds()).Int()
+	return r.moveTo(ctx, p, np, active)
+}
+
+func (r *redisCoordinator) Cancel(ctx context.Context, p reshardPlan, reason string) (bool, error) {
+	np := p
+	np.Phase, np.Reason = phaseCancelled, reason
+	return r.moveTo(ctx, p, np, "")
+}
+
+// moveTo replaces plan p with np if p is still the plan (same counts and phase).
+func (r *redisCoordinator) moveTo(ctx context.Context, p, np reshardPlan, active string) (bool, error) {
+	cur, err := json.Marshal(p)
 	if err != nil {
-		return false, fmt.Errorf("advancing the reshard plan to %s in redis: %w", next, err)
+		return false, err
+	}
+	nextJSON, err := json.Marshal(np)
+	if err != nil {
+		return false, err
+	}
+	finished := ""
+	if planFinished(np.Phase) {
+		finished = "1"
+	}
+	n, err := advanceScript.Run(ctx, r.client, []string{r.planKey, r.activeKey, r.readyKey, r.seenKey},
+		cur, nextJSON, active, r.planTTL.Milliseconds(), finished).Int()
+	if err != nil {
+		return false, fmt.Errorf("moving the reshard plan to %s in redis: %w", np.Phase, err)
 	}
 	return n == 1, nil
 }
@@ -693,6 +734,8 @@ type ReshardStatus struct {
 	// any; a finished plan is kept for an hour.
 	From, To int
 	Phase    string
+	// Reason says why a cancelled reshard was cancelled.
+	Reason string
 }
 
 func botCoordinator(client redis.UniversalClient, prefix, token string) (*redisCoordinator, error) {
@@ -728,7 +771,7 @@ func coordStatus(ctx context.Context, c coordinator) (ReshardStatus, error) {
 		return ReshardStatus{}, err
 	}
 	if ok {
-		st.From, st.To, st.Phase = p.From, p.To, p.Phase
+		st.From, st.To, st.Phase, st.Reason = p.From, p.To, p.Phase, p.Reason
 	}
 	return st, nil
 }
@@ -768,7 +811,7 @@ func proposeReshard(ctx context.Context, c coordinator, shards int) (int, error)
 	switch {
 	case st.Active == 0:
 		return 0, refuseReshard("no gateway pod of this bot has started with this Redis and prefix: nothing to reshard")
-	case st.Phase != "" && st.Phase != phaseDone:
+	case st.Phase != "" && !planFinished(st.Phase):
 		return 0, refuseReshard("a reshard from %d to %d shards is under way (%s); wait for it to finish", st.From, st.To, st.Phase)
 	case st.Active == shards:
 		return 0, refuseReshard("the bot already runs %d shards", shards)

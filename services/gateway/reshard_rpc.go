@@ -18,6 +18,8 @@ func protoPhase(phase string) gatewayv1.ReshardPlan_Phase {
 		return gatewayv1.ReshardPlan_PHASE_SWITCHING
 	case phaseDone:
 		return gatewayv1.ReshardPlan_PHASE_DONE
+	case phaseCancelled:
+		return gatewayv1.ReshardPlan_PHASE_CANCELLED
 	}
 	return gatewayv1.ReshardPlan_PHASE_UNSPECIFIED
 }
@@ -46,6 +48,7 @@ func (s *Server) GetReshardStatus(ctx context.Context, _ *gatewayv1.GetReshardSt
 			FromShardCount: uint32(st.From),
 			ToShardCount:   uint32(st.To),
 			Phase:          protoPhase(st.Phase),
+			Reason:         st.Reason,
 		}
 	}
 	return resp, nil
@@ -90,6 +93,8 @@ func ReshardPhaseName(p gatewayv1.ReshardPlan_Phase) string {
 		return phaseSwitching
 	case gatewayv1.ReshardPlan_PHASE_DONE:
 		return phaseDone
+	case gatewayv1.ReshardPlan_PHASE_CANCELLED:
+		return phaseCancelled
 	}
 	return ""
 }

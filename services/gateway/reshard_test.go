@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kubecord/kubecord/discordsim"
 	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 
 	"github.com/kubecord/kubecord/internal/redistest"
@@ -143,6 +144,21 @@ func TestCoordinators(t *testing.T) {
 			}
 			if ok, _ := co.Propose(ctx, 4, 8); !ok {
 				t.Fatal("a new proposal after a finished plan was refused")
+			}
+			// A cancelled plan keeps the active count and lets the next one through.
+			warming := reshardPlan{From: 4, To: 8, Phase: phaseWarming}
+			if ok, _ := co.Cancel(ctx, reshardPlan{From: 4, To: 8, Phase: phaseSwitching}, "x"); ok {
+				t.Fatal("cancelling from a phase the plan is not in succeeded")
+			}
+			if ok, err := co.Cancel(ctx, warming, "shard 3: close 4011"); !ok || err != nil {
+				t.Fatalf("Cancel = %v, %v", ok, err)
+			}
+			st, err := coordStatus(ctx, co)
+			if err != nil || st.Active != 4 || st.Phase != phaseCancelled || st.Reason != "shard 3: close 4011" {
+				t.Fatalf("status after Cancel = %+v, %v; want 4 active, cancelled with its reason", st, err)
+			}
+			if ok, _ := co.Propose(ctx, 4, 6); !ok {
+				t.Fatal("a new proposal after a cancelled plan was refused")
 			}
 		})
 	}
@@ -365,5 +381,49 @@ func TestOldShardOf(t *testing.T) {
 		if got := oldShardOf(tc.d, tc.count); got != tc.want {
 			t.Errorf("oldShardOf(%s, %d) = %d, want %d", tc.d.Data, tc.count, got, tc.want)
 		}
+	}
+}
+
+// TestReshardCancelled asks for a shard count Discord refuses (one shard for more guilds
+// than a shard may hold: close 4011). The reshard is cancelled with the reason, the new set
+// stops, the old set keeps serving, and the pod keeps running.
+func TestReshardCancelled(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{HandoffTimeout: 50 * time.Millisecond},
+		func(c *discordsim.Config) { c.MaxGuildsPerShard = 23 }) // 24 guilds: fine on 2 shards, not on 1
+	h.waitShardsReady()
+	ctx := t.Context()
+	if _, err := h.client.Reshard(ctx, &gatewayv1.ReshardRequest{ShardCount: 1}); err != nil {
+		t.Fatalf("Reshard(1) = %v", err)
+	}
+	var st *gatewayv1.GetReshardStatusResponse
+	waitFor(t, "the reshard to be cancelled", func() bool {
+		var err error
+		st, err = h.client.GetReshardStatus(ctx, &gatewayv1.GetReshardStatusRequest{})
+		return err == nil && st.GetReshard().GetPhase() == gatewayv1.ReshardPlan_PHASE_CANCELLED
+	})
+	if st.GetActiveShardCount() != e2eShards || !strings.Contains(st.GetReshard().GetReason(), "4011") {
+		t.Errorf("status = %v, want %d active shards and a reason naming close 4011", st, e2eShards)
+	}
+	waitFor(t, "the new set to stop", func() bool {
+		h.gw.genMu.Lock()
+		defer h.gw.genMu.Unlock()
+		return h.gw.next == nil
+	})
+	ls, err := h.client.ListShards(ctx, &gatewayv1.ListShardsRequest{})
+	if err != nil || ls.GetShardCount() != e2eShards || len(ls.GetShards()) != e2eShards {
+		t.Fatalf("ListShards = %v, %v; want the %d old shards", ls, err, e2eShards)
+	}
+	for _, sh := range ls.GetShards() {
+		if sh.GetState() != gatewayv1.Shard_STATE_READY {
+			t.Errorf("old shard %d is %v after the cancelled reshard, want ready", sh.GetShardId(), sh.GetState())
+		}
+	}
+	// The old set still delivers, and a new reshard may be asked for.
+	h.worker("bot", "bot-1", workerMode{})
+	h.load(200, 300*time.Millisecond, func() {})
+	h.verify("bot")
+	if _, err := h.client.Reshard(ctx, &gatewayv1.ReshardRequest{ShardCount: 3}); err != nil {
+		t.Errorf("Reshard(3) after a cancelled one = %v", err)
 	}
 }

@@ -93,6 +93,9 @@ const (
 	ReshardPlan_PHASE_SWITCHING ReshardPlan_Phase = 2
 	// The new set is live.
 	ReshardPlan_PHASE_DONE ReshardPlan_Phase = 3
+	// A shard of the new set failed for good while warming (e.g. Discord closed it with 4011:
+	// too many guilds per shard); the new set was stopped and the old one kept. See reason.
+	ReshardPlan_PHASE_CANCELLED ReshardPlan_Phase = 4
 )
 
 // Enum value maps for ReshardPlan_Phase.
@@ -102,12 +105,14 @@ var (
 		1: "PHASE_WARMING",
 		2: "PHASE_SWITCHING",
 		3: "PHASE_DONE",
+		4: "PHASE_CANCELLED",
 	}
 	ReshardPlan_Phase_value = map[string]int32{
 		"PHASE_UNSPECIFIED": 0,
 		"PHASE_WARMING":     1,
 		"PHASE_SWITCHING":   2,
 		"PHASE_DONE":        3,
+		"PHASE_CANCELLED":   4,
 	}
 )
 
@@ -1813,8 +1818,10 @@ type ReshardPlan struct {
 	FromShardCount uint32                 `protobuf:"varint,1,opt,name=from_shard_count,json=fromShardCount,proto3" json:"from_shard_count,omitempty"`
 	ToShardCount   uint32                 `protobuf:"varint,2,opt,name=to_shard_count,json=toShardCount,proto3" json:"to_shard_count,omitempty"`
 	Phase          ReshardPlan_Phase      `protobuf:"varint,3,opt,name=phase,proto3,enum=kubecord.gateway.v1.ReshardPlan_Phase" json:"phase,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why a cancelled reshard was cancelled.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReshardPlan) Reset() {
@@ -1866,6 +1873,13 @@ func (x *ReshardPlan) GetPhase() ReshardPlan_Phase {
 		return x.Phase
 	}
 	return ReshardPlan_PHASE_UNSPECIFIED
+}
+
+func (x *ReshardPlan) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // ReshardRequest asks for a reshard.
@@ -2630,17 +2644,19 @@ const file_kubecord_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x17GetReshardStatusRequest\"\x84\x01\n" +
 	"\x18GetReshardStatusResponse\x12,\n" +
 	"\x12active_shard_count\x18\x01 \x01(\rR\x10activeShardCount\x12:\n" +
-	"\areshard\x18\x02 \x01(\v2 .kubecord.gateway.v1.ReshardPlanR\areshard\"\xf3\x01\n" +
+	"\areshard\x18\x02 \x01(\v2 .kubecord.gateway.v1.ReshardPlanR\areshard\"\xa0\x02\n" +
 	"\vReshardPlan\x12(\n" +
 	"\x10from_shard_count\x18\x01 \x01(\rR\x0efromShardCount\x12$\n" +
 	"\x0eto_shard_count\x18\x02 \x01(\rR\ftoShardCount\x12<\n" +
-	"\x05phase\x18\x03 \x01(\x0e2&.kubecord.gateway.v1.ReshardPlan.PhaseR\x05phase\"V\n" +
+	"\x05phase\x18\x03 \x01(\x0e2&.kubecord.gateway.v1.ReshardPlan.PhaseR\x05phase\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"k\n" +
 	"\x05Phase\x12\x15\n" +
 	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rPHASE_WARMING\x10\x01\x12\x13\n" +
 	"\x0fPHASE_SWITCHING\x10\x02\x12\x0e\n" +
 	"\n" +
-	"PHASE_DONE\x10\x03\"1\n" +
+	"PHASE_DONE\x10\x03\x12\x13\n" +
+	"\x0fPHASE_CANCELLED\x10\x04\"1\n" +
 	"\x0eReshardRequest\x12\x1f\n" +
 	"\vshard_count\x18\x01 \x01(\rR\n" +
 	"shardCount\"a\n" +

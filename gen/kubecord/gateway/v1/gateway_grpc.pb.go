@@ -122,6 +122,10 @@ type GatewayServiceClient interface {
 	// publishes the events of the overlap once. It returns when the reshard was accepted, not when
 	// it is done: GetReshardStatus follows it.
 	//
+	// If a shard of the new set fails for good while it warms up (a fatal close code, such as 4011
+	// when the count leaves a shard over Discord's guild limit), the reshard is cancelled: the
+	// new set stops, the old one keeps running, and GetReshardStatus says PHASE_CANCELLED and why.
+	//
 	// Called by operators. Errors: INVALID_ARGUMENT for a shard_count of 0, FAILED_PRECONDITION
 	// when a reshard is under way, when the bot already runs shard_count shards, or when this pod
 	// runs a fixed list of shard ids (--shard-ids), UNAVAILABLE while the pod is starting or
@@ -339,6 +343,10 @@ type GatewayServiceServer interface {
 	// shard set alongside the old one, switches when all of it has loaded its guilds, and
 	// publishes the events of the overlap once. It returns when the reshard was accepted, not when
 	// it is done: GetReshardStatus follows it.
+	//
+	// If a shard of the new set fails for good while it warms up (a fatal close code, such as 4011
+	// when the count leaves a shard over Discord's guild limit), the reshard is cancelled: the
+	// new set stops, the old one keeps running, and GetReshardStatus says PHASE_CANCELLED and why.
 	//
 	// Called by operators. Errors: INVALID_ARGUMENT for a shard_count of 0, FAILED_PRECONDITION
 	// when a reshard is under way, when the bot already runs shard_count shards, or when this pod
