@@ -389,8 +389,14 @@ func (s *Server) promote(ctx context.Context, old, next *generation) error {
 			"shards", slices.Sorted(maps.Keys(unclean)))
 	}
 	published, dedup, err := next.shadow.goLive(ctx, s.coord.Seen,
-		func(id int, sess string) {
-			s.hub.StartSession(id)
+		func(id int, sess string, replaying bool) {
+			if replaying {
+				// Adopted from a dead pod and still replaying: until RESUMED (EndReplay),
+				// its events may repeat what the old set published; flag them.
+				s.hub.RestoreSession(id, 0, math.MaxUint64)
+			} else {
+				s.hub.StartSession(id)
+			}
 			s.sessionIDs.Store(id, sess)
 		},
 		func(d shard.Dispatch) bool { return unclean[oldShardOf(d, old.count)] },

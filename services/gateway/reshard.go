@@ -535,6 +535,8 @@ type shadow struct {
 	// guilds has no stored session: its next owner identifies it and loads them itself.
 	resume map[int]uint64
 	frozen map[int]bool
+	// replaying holds the adopted shards whose replay has not ended (no RESUMED yet).
+	replaying map[int]bool
 }
 
 func newShadow(maxEvents int) *shadow {
@@ -543,7 +545,7 @@ func newShadow(maxEvents int) *shadow {
 	}
 	return &shadow{max: maxEvents, sessions: map[int]string{}, loading: map[int]map[uint64]bool{},
 		ready: map[int]bool{}, readyAt: map[int]time.Time{}, reported: map[int]bool{}, loadGrace: shadowLoadGrace,
-		resume: map[int]uint64{}, frozen: map[int]bool{}}
+		resume: map[int]uint64{}, frozen: map[int]bool{}, replaying: map[int]bool{}}
 }
 
 // held returns the number of events held.
@@ -571,6 +573,9 @@ func (sh *shadow) hold(d shard.Dispatch) bool {
 	if d.Name == "READY" {
 		// A new session: its sequences restart, and it loads its guilds again.
 		sh.frozen[d.ShardID], sh.reported[d.ShardID] = false, false
+	}
+	if d.Name == "READY" || d.Name == "RESUMED" {
+		delete(sh.replaying, d.ShardID)
 	}
 	if !sh.frozen[d.ShardID] {
 		sh.resume[d.ShardID] = d.Seq
@@ -660,6 +665,7 @@ func (sh *shadow) forget(id int) {
 	delete(sh.reported, id)
 	delete(sh.resume, id)
 	delete(sh.frozen, id)
+	delete(sh.replaying, id)
 	sh.events = slices.DeleteFunc(sh.events, func(d shard.Dispatch) bool { return d.ShardID == id })
 }
 
@@ -669,7 +675,7 @@ func (sh *shadow) adopt(id int, sessionID string, seq uint64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.sessions[id] = sessionID
-	sh.resume[id], sh.frozen[id] = seq, true
+	sh.resume[id], sh.frozen[id], sh.replaying[id] = seq, true, true
 	sh.ready[id], sh.readyAt[id], sh.reported[id] = true, time.Now(), false
 	delete(sh.loading, id)
 }
@@ -691,11 +697,13 @@ func (sh *shadow) resumePoint(id int) (seq uint64, store, live bool) {
 
 // goLive publishes the held events the retiring set did not publish, in the order they
 // arrived, and lets later events through. start is called for every shard with a session
-// before its first event is published. maybeDelivered says whether a held event the
+// before its first event is published; replaying says the shard was adopted and its
+// replay has not ended, so the events that follow until RESUMED may repeat what the old
+// set published and must be flagged. maybeDelivered says whether a held event the
 // retiring set is not known to have published may have been published anyway (by a pod
 // that died before recording it); publish is told so.
 func (sh *shadow) goLive(ctx context.Context, seen func(context.Context, []eventHash) ([]bool, error),
-	start func(shardID int, sessionID string), maybeDelivered func(shard.Dispatch) bool,
+	start func(shardID int, sessionID string, replaying bool), maybeDelivered func(shard.Dispatch) bool,
 	publish func(d shard.Dispatch, maybeDelivered bool)) (published, deduplicated int, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock() // new dispatches of this set wait for the switch (one Redis round trip)
@@ -711,7 +719,7 @@ func (sh *shadow) goLive(ctx context.Context, seen func(context.Context, []event
 		return 0, 0, err
 	}
 	for id, sess := range sh.sessions {
-		start(id, sess)
+		start(id, sess, sh.replaying[id])
 	}
 	for i, d := range sh.events {
 		if dup[i] {

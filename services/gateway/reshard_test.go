@@ -65,7 +65,7 @@ func TestShadow(t *testing.T) {
 	}
 	started := map[int]string{}
 	var published []string
-	n, dedup, err := sh.goLive(t.Context(), seen, func(id int, s string) { started[id] = s },
+	n, dedup, err := sh.goLive(t.Context(), seen, func(id int, s string, _ bool) { started[id] = s },
 		func(d shard.Dispatch) bool { return d.Seq == 4 }, // as if its old shard's pod had died
 		func(d shard.Dispatch, maybe bool) {
 			published = append(published, fmt.Sprintf("%d/%d %v", d.ShardID, d.Seq, maybe))
@@ -352,14 +352,14 @@ func TestShadowResumePoint(t *testing.T) {
 	sh.mu.Unlock()
 	started := map[int]string{}
 	if _, _, err := sh.goLive(t.Context(), func(_ context.Context, hs []eventHash) ([]bool, error) { return make([]bool, len(hs)), nil },
-		func(id int, s string) { started[id] = s }, func(shard.Dispatch) bool { return false }, func(shard.Dispatch, bool) {}); err != nil {
+		func(id int, s string, replaying bool) { started[id] = fmt.Sprintf("%s %v", s, replaying) }, func(shard.Dispatch) bool { return false }, func(shard.Dispatch, bool) {}); err != nil {
 		t.Fatal(err)
 	}
 	if got := point(0); got != "0 true true" {
 		t.Errorf("a live shadow: %s, want stored as any shard", got)
 	}
-	if len(started) != 1 || started[0] != "s0b" {
-		t.Errorf("sessions started at go-live = %v, want shard 0's s0b", started)
+	if len(started) != 1 || started[0] != "s0b false" {
+		t.Errorf("sessions started at go-live = %v, want shard 0's s0b, not replaying", started)
 	}
 }
 

@@ -978,6 +978,9 @@ func TestReshardPodKilled(t *testing.T) {
 			case tc.after > 0:
 				time.Sleep(tc.after)
 			case tc.logLine != "":
+				// Counted from the switch on: pod-b may hand off a new shard while warming.
+				waitSwitching(t, b.addr)
+				seen = strings.Count(b.logs.String(), tc.logLine)
 				deadline := time.Now().Add(30 * time.Second)
 				for strings.Count(b.logs.String(), tc.logLine) == seen {
 					if time.Now().After(deadline) {
@@ -986,23 +989,7 @@ func TestReshardPodKilled(t *testing.T) {
 					time.Sleep(time.Millisecond) // polling with a deadline
 				}
 			default:
-				conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				client := gatewayv1.NewGatewayServiceClient(conn)
-				deadline := time.Now().Add(30 * time.Second)
-				for {
-					st, err := client.GetReshardStatus(t.Context(), &gatewayv1.GetReshardStatusRequest{})
-					if err == nil && st.GetReshard().GetPhase() == gatewayv1.ReshardPlan_PHASE_SWITCHING {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("the reshard never reached the switching phase (last status %v, %v)", st, err)
-					}
-					time.Sleep(2 * time.Millisecond) // polling with a deadline
-				}
-				_ = conn.Close()
+				waitSwitching(t, b.addr)
 			}
 			c.stop(b, syscall.SIGKILL)
 			c.shards = 2
@@ -1011,5 +998,27 @@ func TestReshardPodKilled(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			c.checkMessages(poster.stop())
 		})
+	}
+}
+
+// waitSwitching waits until the pod at addr reports the reshard in its switching phase.
+func waitSwitching(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	client := gatewayv1.NewGatewayServiceClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := client.GetReshardStatus(t.Context(), &gatewayv1.GetReshardStatusRequest{})
+		if err == nil && st.GetReshard().GetPhase() == gatewayv1.ReshardPlan_PHASE_SWITCHING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reshard never reached the switching phase (last status %v, %v)", st, err)
+		}
+		time.Sleep(2 * time.Millisecond) // polling with a deadline
 	}
 }
