@@ -1,22 +1,20 @@
 package examples
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubecord/kubecord/discordsim"
 	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 	"github.com/kubecord/kubecord/internal/runtime"
+	"github.com/kubecord/kubecord/internal/testutil"
 )
 
 // TestWorkersAnswerPing runs the kubecord binary (`kubecord all`) against the
@@ -50,7 +48,7 @@ func TestWorkersAnswerPing(t *testing.T) {
 	}
 	t.Cleanup(sim.Close)
 
-	gw, rs, st, passthrough := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	gw, rs, st, passthrough := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	secret := "e2e-shared-secret-0123456789"
 	start(t, filepath.Join(tmp, "kubecord"), root, []string{
 		"KUBECORD_AUTH_SECRET=" + secret,
@@ -163,7 +161,7 @@ func start(t *testing.T, bin, dir string, env []string, args ...string) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", bin, err)
@@ -182,36 +180,6 @@ func start(t *testing.T, bin, dir string, env []string, args ...string) {
 			t.Logf("output of %s %s:\n%s", filepath.Base(bin), strings.Join(args, " "), out.String())
 		}
 	})
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubecord/kubecord/discordsim"
+	"github.com/kubecord/kubecord/internal/testutil"
 )
 
 func TestParseMix(t *testing.T) {
@@ -187,29 +186,11 @@ func TestRunSimRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a command writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestRunSimFromEnvironment runs the simulator with settings from both
 // spellings of the environment and checks that it is built with them.
 func TestRunSimFromEnvironment(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.WithValue(t.Context(), stdioKey{}, stdio{&stdout, &stderr}))
 	defer cancel()
 	env := map[string]string{

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/kubecord/kubecord/internal/testutil"
 )
 
 const testSecret = "test-shared-secret-0123456789abcdef"
@@ -125,27 +126,9 @@ func testConfig() Config {
 	return c
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
+func testLogger(t *testing.T) (*slog.Logger, *testutil.SyncBuffer) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	l, err := NewLogger("debug", "text", buf)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +180,7 @@ func startRun(t *testing.T, servers ...*Server) *running {
 	return r
 }
 
-func newServer(t *testing.T, cfg Config, svc Service) (*Server, *syncBuffer) {
+func newServer(t *testing.T, cfg Config, svc Service) (*Server, *testutil.SyncBuffer) {
 	t.Helper()
 	logger, buf := testLogger(t)
 	srv, err := NewServer(cfg, svc, logger)

@@ -5,12 +5,10 @@
 package multipod_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +26,7 @@ import (
 	"github.com/kubecord/kubecord/discordsim"
 	gatewayv1 "github.com/kubecord/kubecord/gen/kubecord/gateway/v1"
 	"github.com/kubecord/kubecord/internal/redistest"
+	"github.com/kubecord/kubecord/internal/testutil"
 )
 
 // bin is the kubecord binary built once for the package's tests.
@@ -111,38 +110,10 @@ func newCluster(t *testing.T, cc clusterConfig) *cluster {
 type pod struct {
 	name, addr string
 	cmd        *exec.Cmd
-	logs       *syncBuffer
+	logs       *testutil.SyncBuffer
 	exited     chan struct{}
 	stopWorker context.CancelFunc
 	workerDone chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }
 
 // start runs a gateway pod named name (on addr, or a free port) and a worker member
@@ -151,9 +122,9 @@ func (c *cluster) start(name, addr string, extra ...string) *pod {
 	t := c.t
 	t.Helper()
 	if addr == "" {
-		addr = freeAddr(t)
+		addr = testutil.FreeAddr(t)
 	}
-	p := &pod{name: name, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &pod{name: name, addr: addr, logs: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "gateway",
 		"--listen", addr, "--metrics-listen", "",
 		"--rest-base", c.sim.URL()+"/api/v10",
